@@ -1,0 +1,3 @@
+"""ogshot: social preview images, fast and careful."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,205 @@
+"""The FastAPI app: parse requests, apply HTTP semantics, call the service.
+
+``create_app()`` is the factory that ``ogshot serve`` (and any ASGI server) runs. Settings are read
+once, here, unless a test passes its own.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from . import __version__
+from .card import parse_card
+from .conditional import byte_range, none_match
+from .errors import OgshotError, UriTooLong
+from .service import CardResult, CardService
+from .settings import Settings
+
+log = logging.getLogger("ogshot")
+
+#: Longest query string accepted: the longest valid card fits with room to spare.
+MAX_QUERY_BYTES = 8192
+
+_ERROR_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    414: "uri_too_long",
+    422: "invalid_parameter",
+}
+
+
+def error_response(
+    status: int, code: str, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """The one shape of every error: JSON, never cached."""
+    return JSONResponse(
+        {"error": code, "detail": detail},
+        status_code=status,
+        headers={"Cache-Control": "no-store", **(headers or {})},
+    )
+
+
+class QueryLimit:
+    """Refuse over-long query strings before any parsing happens."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_QUERY_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and len(scope.get("query_string", b"")) > self.max_bytes:
+            exc = UriTooLong(f"the query string is longer than {self.max_bytes} bytes")
+            await error_response(exc.status, exc.code, exc.detail)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None, *, service: CardService | None = None) -> FastAPI:
+    """Build the ASGI app. Tests pass their own settings or a ready service."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        svc = service or CardService.from_settings(settings)
+        app.state.service = svc
+        try:
+            yield
+        finally:
+            await svc.aclose()
+
+    app = FastAPI(
+        title="ogshot",
+        version=__version__,
+        summary="Social preview images: page captures with the title set over them.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    _install_error_handlers(app)
+    _install_routes(app)
+    app.add_middleware(QueryLimit)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(OgshotError)
+    async def ogshot_error(request: Request, exc: OgshotError) -> JSONResponse:
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+        return error_response(exc.status, exc.code, exc.detail, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        err = exc.errors()[0] if exc.errors() else {}
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("query", "body")]
+        name = ".".join(loc) or "request"
+        detail = f"'{name}' {str(err.get('msg', 'is invalid')).removeprefix('Value error, ')}"
+        return error_response(422, "invalid_parameter", detail)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _ERROR_CODES.get(exc.status_code, "error")
+        detail = exc.detail if isinstance(exc.detail, str) else "request refused"
+        if exc.status_code == 404:
+            detail = f"no such endpoint: {request.url.path}"
+        return error_response(exc.status_code, code, detail, dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s", request.url.path)
+        return error_response(500, "internal", "an unexpected error occurred")
+
+
+def _install_routes(app: FastAPI) -> None:
+    @app.get(
+        "/og.png",
+        response_class=Response,
+        responses={200: {"content": {"image/png": {}}}, 304: {"description": "Not modified"}},
+    )
+    async def og_image(
+        request: Request,
+        title: Annotated[str | None, Query(description="The headline")] = None,
+        subtitle: Annotated[str | None, Query(description="Second line")] = None,
+        site: Annotated[str | None, Query(description="Small label; default: url's host")] = None,
+        url: Annotated[str | None, Query(description="Page to capture (http/https)")] = None,
+        template: Annotated[str | None, Query(description="Layout name")] = None,
+        theme: Annotated[str | None, Query(description="auto, light or dark")] = None,
+        accent: Annotated[str | None, Query(description="Accent colour #rrggbb")] = None,
+        format: Annotated[str | None, Query(description="png, jpeg or webp")] = None,
+        v: Annotated[str | None, Query(description="Opaque cache buster")] = None,
+    ) -> Response:
+        """A 1200×630 social card. Parameters are declared for the OpenAPI page; ``Card``
+        validates them all at once, so every bad value gets the same error shape."""
+        card = parse_card(dict(request.query_params))
+        svc: CardService = request.app.state.service
+        result = await svc.card(card)
+        return card_response(request, result)
+
+    _also_head(app, "/og.png", og_image)
+
+    @app.get("/templates")
+    async def templates(request: Request) -> dict[str, Any]:
+        """The layouts this server knows."""
+        svc: CardService = request.app.state.service
+        return {
+            "templates": [
+                {
+                    "name": layout.name,
+                    "description": layout.description,
+                    "version": layout.version,
+                    "capture": layout.capture is not None,
+                }
+                for layout in svc.layouts
+            ]
+        }
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    _also_head(app, "/healthz", healthz)
+
+
+def _also_head(app: FastAPI, path: str, endpoint: Callable[..., Any]) -> None:
+    """Serve HEAD from the GET handler; kept out of the OpenAPI page, which lists GET once."""
+    app.add_api_route(path, endpoint, methods=["HEAD"], include_in_schema=False)
+
+
+def card_response(request: Request, result: CardResult) -> Response:
+    """HTTP semantics for a card: ETag, 304, HEAD, Range, Cache-Control."""
+    entry = result.entry
+    headers = {
+        "ETag": entry.etag,
+        "Cache-Control": result.cache_control,
+        "X-Content-Type-Options": "nosniff",
+    }
+    if result.fallback:
+        headers["X-Ogshot-Fallback"] = result.fallback
+    if none_match(request.headers.get("if-none-match"), entry.etag):
+        return Response(status_code=304, headers=headers)
+    headers["Accept-Ranges"] = "bytes"
+    size = len(entry.body)
+    span = byte_range(
+        request.headers.get("range"), request.headers.get("if-range"), entry.etag, size
+    )
+    body = entry.body
+    status = 200
+    if span is not None:
+        start, end = span
+        body = body[start : end + 1]
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    headers["Content-Length"] = str(len(body))
+    if request.method == "HEAD":
+        return Response(status_code=status, headers=headers, media_type=entry.media_type)
+    return Response(body, status_code=status, headers=headers, media_type=entry.media_type)

@@ -1,0 +1,214 @@
+"""Validated, normalised card parameters and their canonical form.
+
+A :class:`Card` is what a client asked for once every default is applied and every string is
+normalised (Unicode NFC, control characters dropped, white space folded). Two requests that mean the
+same card produce equal ``Card`` objects and therefore the same canonical JSON and cache key.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections.abc import Mapping
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+
+from .errors import InvalidParameter
+
+MAX_TITLE = 300
+MAX_SUBTITLE = 500
+MAX_SITE = 100
+MAX_URL = 2048
+MAX_V = 64
+
+Theme = Literal["auto", "light", "dark"]
+ImageFormat = Literal["png", "jpeg", "webp"]
+
+MEDIA_TYPES: dict[str, str] = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+
+_TEMPLATE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_ACCENT = re.compile(r"^#[0-9a-fA-F]{6}$")
+_SPACE = re.compile(r"\s+")
+
+CARD_FIELDS = ("title", "subtitle", "site", "url", "template", "theme", "accent", "format", "v")
+
+
+def clean_text(value: str) -> str:
+    """NFC-normalise, drop control and format-breaking characters, fold runs of white space.
+
+    Zero-width joiners and variation selectors are kept: emoji sequences need them.
+    """
+    value = unicodedata.normalize("NFC", value)
+    kept = []
+    for ch in value:
+        cat = unicodedata.category(ch)
+        if cat == "Cc" and ch not in "\t\n\r":
+            continue
+        if cat in ("Cs", "Co", "Cn"):
+            # Lone surrogates, private use and unassigned code points render as boxes at best.
+            continue
+        kept.append(ch)
+    return _SPACE.sub(" ", "".join(kept)).strip()
+
+
+class Card(BaseModel):
+    """One social card, as asked for."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
+
+    title: str = ""
+    subtitle: str = ""
+    site: str = ""
+    url: str = ""
+    template: str = "default"
+    theme: Theme = "auto"
+    accent: str = ""
+    format: ImageFormat = "png"
+    v: str = ""
+
+    @field_validator("title", "subtitle", "site", mode="before")
+    @classmethod
+    def _clean(cls, value: Any) -> Any:
+        return clean_text(value) if isinstance(value, str) else value
+
+    @field_validator("title")
+    @classmethod
+    def _title_len(cls, value: str) -> str:
+        if len(value) > MAX_TITLE:
+            raise ValueError(f"must be at most {MAX_TITLE} characters")
+        return value
+
+    @field_validator("subtitle")
+    @classmethod
+    def _subtitle_len(cls, value: str) -> str:
+        if len(value) > MAX_SUBTITLE:
+            raise ValueError(f"must be at most {MAX_SUBTITLE} characters")
+        return value
+
+    @field_validator("site")
+    @classmethod
+    def _site_len(cls, value: str) -> str:
+        if len(value) > MAX_SITE:
+            raise ValueError(f"must be at most {MAX_SITE} characters")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return ""
+        if len(value) > MAX_URL:
+            raise ValueError(f"must be at most {MAX_URL} characters")
+        if any(ch.isspace() or ord(ch) < 0x20 or ch == "\\" for ch in value):
+            raise ValueError("must not contain white space, control characters or backslashes")
+        try:
+            parts = urlsplit(value)
+            port = parts.port
+        except ValueError as exc:
+            raise ValueError("is not a valid URL") from exc
+        scheme = parts.scheme.lower()
+        if scheme not in ("http", "https"):
+            raise ValueError("must be an http or https URL")
+        if not parts.hostname:
+            raise ValueError("must name a host")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("must not carry a user name or password")
+        host = parts.hostname.rstrip(".")
+        netloc = host if ":" not in host else f"[{host}]"
+        if port is not None and port != {"http": 80, "https": 443}[scheme]:
+            netloc = f"{netloc}:{port}"
+        path = parts.path or "/"
+        rebuilt = f"{scheme}://{netloc}{path}"
+        if parts.query:
+            rebuilt += f"?{parts.query}"
+        return rebuilt
+
+    @field_validator("template")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        value = value.strip().lower() or "default"
+        if not _TEMPLATE_NAME.match(value):
+            raise ValueError("must be a layout name: lower-case letters, digits, '-' or '_'")
+        return value
+
+    @field_validator("accent")
+    @classmethod
+    def _accent(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return ""
+        if not _ACCENT.match(value):
+            raise ValueError("must be a colour written #rrggbb")
+        return value.lower()
+
+    @field_validator("v")
+    @classmethod
+    def _v(cls, value: str) -> str:
+        if len(value) > MAX_V:
+            raise ValueError(f"must be at most {MAX_V} characters")
+        return value
+
+    @model_validator(mode="after")
+    def _needs_something_to_show(self) -> Card:
+        if not self.title and not self.url:
+            raise ValueError("a card needs a title (or a url whose page gives one)")
+        return self
+
+    @property
+    def media_type(self) -> str:
+        return MEDIA_TYPES[self.format]
+
+    @property
+    def host(self) -> str:
+        """The host of ``url``, without a leading ``www.``; empty without a url."""
+        if not self.url:
+            return ""
+        host = urlsplit(self.url).hostname or ""
+        return host[4:] if host.startswith("www.") else host
+
+    @property
+    def site_label(self) -> str:
+        """The small label: ``site`` when given, else the host of ``url``."""
+        return self.site or self.host
+
+    def canonical(self) -> dict[str, str]:
+        """The card as a plain mapping, defaults included, in a fixed key order."""
+        return {name: getattr(self, name) for name in CARD_FIELDS}
+
+    def canonical_json(self) -> str:
+        return json.dumps(
+            self.canonical(), sort_keys=True, ensure_ascii=False, separators=(",", ":")
+        )
+
+
+def parse_card(params: Mapping[str, object]) -> Card:
+    """Build a :class:`Card` from client parameters, turning validation failures into 422s.
+
+    Unknown parameter names are ignored (crawlers and link shorteners append tracking parameters);
+    known names with bad values are refused with a sentence naming the parameter.
+    """
+    known = {k: v for k, v in params.items() if k in CARD_FIELDS and v is not None}
+    for name, value in known.items():
+        if not isinstance(value, str):
+            raise InvalidParameter(f"'{name}' must be a string", param=name)
+    try:
+        return Card(**known)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise invalid_from_validation(exc) from None
+
+
+def invalid_from_validation(exc: ValidationError) -> InvalidParameter:
+    """One readable sentence from pydantic's first error."""
+    err = exc.errors(include_url=False, include_input=False)[0]
+    loc = ".".join(str(p) for p in err.get("loc", ()) if p != "__root__")
+    msg = str(err.get("msg", "is invalid"))
+    msg = msg.removeprefix("Value error, ")
+    if err.get("type") == "literal_error":
+        msg = msg.replace("Input should be", "must be")
+    if loc:
+        return InvalidParameter(f"'{loc}' {msg}", param=loc)
+    return InvalidParameter(msg[:1].upper() + msg[1:])
