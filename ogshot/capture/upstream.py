@@ -254,12 +254,17 @@ class UpstreamCapture:
         status = resp.status_code
         if status < 300:
             return
+        wait = parse_retry_after(resp.headers.get("retry-after"), self._wall())
         if status >= 500:
             raise _Retryable(
-                CaptureError("upstream_5xx", f"the upstream screenshot API failed ({status})")
+                CaptureError(
+                    "upstream_5xx",
+                    f"the upstream screenshot API failed ({status})",
+                    retry_after=int(wait + 0.999) if wait else None,
+                ),
+                wait,
             )
         if status == 429:
-            wait = parse_retry_after(resp.headers.get("retry-after"), self._wall())
             raise _Retryable(
                 CaptureError(
                     "upstream_429",
