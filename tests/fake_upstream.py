@@ -70,6 +70,10 @@ class FakeUpstream:
         self.calls: Counter[str] = Counter()
         self.requests: list[dict[str, str]] = []
         self.fail_first = 0  # for /flaky: how many requests fail before it recovers
+        self.hold = 0.0  # seconds each good page takes
+        self.active = 0
+        self.peak = 0  # most good-page requests in progress at once
+        self._lock = threading.Lock()
         self.stopping = threading.Event()
         self.bomb = png_bomb()
         outer = self
@@ -112,7 +116,16 @@ class FakeUpstream:
         width, height = int(q.get("width", 1280)), int(q.get("height", 800))
         fmt = q.get("format", "png")
         if page == "ok" or page.startswith("page"):
-            return self.send(h, 200, synthetic_page(width, height, fmt), f"image/{fmt}")
+            with self._lock:
+                self.active += 1
+                self.peak = max(self.peak, self.active)
+            try:
+                if self.hold:
+                    self.stopping.wait(self.hold)
+                return self.send(h, 200, synthetic_page(width, height, fmt), f"image/{fmt}")
+            finally:
+                with self._lock:
+                    self.active -= 1
         if page == "flaky":
             if self.calls[page] <= self.fail_first:
                 return self.send(h, 500, b"boom", "text/plain")
@@ -177,5 +190,3 @@ class FakeUpstream:
             h.send_header(k, v)
         h.end_headers()
         h.wfile.write(body)
-
-

@@ -393,3 +393,13 @@ def test_saturated_slots_turn_into_overloaded() -> None:
 
     assert run(scenario()) == ["overloaded:503", "image/png", "image/png"]
     assert p.breaker.state == "closed"
+
+
+def test_readme_documents_the_preset_endpoints() -> None:
+    from pathlib import Path
+
+    from ogshot.capture.presets import PRESETS
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for preset in PRESETS.values():
+        assert f"`{preset.default_url}`" in readme, preset.name
