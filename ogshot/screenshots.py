@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .capture import CaptureError, CaptureRequest
 from .capture.store import CaptureStore
 from .card import Card, invalid_from_validation
+from .conditional import none_match
 from .errors import InvalidParameter, OgshotError
 from .service import CardService
 
@@ -72,6 +73,9 @@ async def screenshot(
         "Content-Length": str(len(entry.body)),
         "X-Content-Type-Options": "nosniff",
     }
+    if none_match(request.headers.get("if-none-match"), entry.etag):
+        del headers["Content-Length"]
+        return Response(status_code=304, headers=headers)
     body = b"" if request.method == "HEAD" else entry.body
     return Response(body, headers=headers, media_type=entry.media_type)
 

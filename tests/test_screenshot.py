@@ -47,6 +47,12 @@ def test_screenshot_defaults_and_caching(shot: TestClient, fake_upstream: FakeUp
     again = shot.get("/screenshot", params={"url": "https://example.com/page-s"})
     assert again.content == r.content and again.headers["etag"] == r.headers["etag"]
     assert fake_upstream.calls["page-s"] == 1
+    same = shot.get(
+        "/screenshot", params={"url": "https://example.com/page-s"},
+        headers={"If-None-Match": f'W/{r.headers["etag"]}'},
+    )
+    assert same.status_code == 304 and same.content == b""
+    assert same.headers["etag"] == r.headers["etag"]
 
 
 def test_screenshot_params_pass_through(shot: TestClient, fake_upstream: FakeUpstream) -> None:

@@ -191,7 +191,9 @@ class UpstreamCapture:
     async def _gated(self, request: CaptureRequest) -> Capture:
         s = self.settings
         try:
-            await asyncio.wait_for(self._slots.acquire(), timeout=s.upstream_queue_timeout)
+            # asyncio.timeout rather than wait_for: on 3.11, wait_for can drop a slot it acquired.
+            async with asyncio.timeout(s.upstream_queue_timeout):
+                await self._slots.acquire()
         except TimeoutError:
             raise CaptureError(
                 "overloaded", "too many captures in progress", status=503, retry_after=1
