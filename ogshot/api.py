@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import __version__
+from . import __version__, screenshots
 from .card import parse_card
 from .conditional import byte_range, none_match
 from .errors import OgshotError, UriTooLong
@@ -87,6 +87,7 @@ def create_app(settings: Settings | None = None, *, service: CardService | None 
     app.state.settings = settings
     _install_error_handlers(app)
     _install_routes(app)
+    app.include_router(screenshots.router)
     app.add_middleware(QueryLimit)
     return app
 

@@ -20,11 +20,14 @@ from pathlib import Path
 from PIL import Image
 
 from .cache import Cache, Entry, MemoryCache, NullCache
-from .capture import CaptureProvider, NullCapture, make_provider
+from .capture import CaptureError, CaptureProvider, NullCapture, make_provider
+from .capture.images import decode
+from .capture.store import CaptureStore
 from .card import Card
 from .encode import ENCODER_VERSION, encode
 from .fonts import FontSet
 from .layouts import LayoutRegistry, builtin_dir
+from .netguard import UrlPolicy
 from .render import RENDERER_VERSION, render_card
 from .settings import Settings
 
@@ -72,6 +75,9 @@ class CardService:
             cache = MemoryCache(max_bytes) if max_bytes > 0 else NullCache()
         self.cache = cache
         self.capture = capture or NullCapture()
+        self.captures = CaptureStore(
+            self.capture, self.cache, settings, UrlPolicy.from_settings(settings)
+        )
         threads = settings.render_threads or min(4, os.cpu_count() or 1)
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ogshot-render")
         self._inflight: dict[str, asyncio.Task[CardResult]] = {}
@@ -83,6 +89,7 @@ class CardService:
         return cls(settings, capture=make_provider(settings))
 
     async def aclose(self) -> None:
+        await self.captures.aclose()
         await self.capture.aclose()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
@@ -122,7 +129,10 @@ class CardService:
 
     async def _make(self, key: str, card: Card) -> CardResult:
         loop = asyncio.get_running_loop()
-        body = await loop.run_in_executor(self._executor, self._render, card, None)
+        capture, fallback = await self._capture_for(card)
+        body = await loop.run_in_executor(self._executor, self._render, card, capture)
+        if fallback is not None:
+            return self._fallback(card, body, fallback)
         entry = Entry(
             body=body,
             media_type=card.media_type,
@@ -135,6 +145,39 @@ class CardService:
         except Exception:  # a cache that cannot store must not fail the card
             log.exception("cache write failed for %s", key[:12])
         return CardResult(entry, self.settings.card_cache_control())
+
+    async def _capture_for(self, card: Card) -> tuple[Image.Image | None, str | None]:
+        """The decoded capture for a card, or None and the reason it could not be had.
+
+        A capture failure never fails the card: the layout is drawn without it. A URL that the
+        policy refuses does fail it (403), because the client asked for something not allowed.
+        """
+        if not card.url or not self.captures.enabled:
+            return None, None
+        if self.layouts.get(card.template).capture is None:
+            return None, None  # a layout with no capture box: nothing to fetch
+        try:
+            entry = await self.captures.get(self.captures.for_card(card.url))
+            loop = asyncio.get_running_loop()
+            image = await loop.run_in_executor(
+                self._executor, decode, entry.body, self.settings.capture_max_pixels
+            )
+        except CaptureError as exc:
+            log.warning("capture failed (%s): %s", exc.reason, exc.detail)
+            return None, exc.reason
+        return image, None
+
+    def _fallback(self, card: Card, body: bytes, reason: str) -> CardResult:
+        """A card made without its capture: short-lived, and never stored, so that the next
+        request after ``OGSHOT_FALLBACK_TTL`` tries the capture again."""
+        entry = Entry(
+            body=body,
+            media_type=card.media_type,
+            etag=etag_for(body),
+            created=time.time(),
+            ttl=float(self.settings.fallback_ttl),
+        )
+        return CardResult(entry, self.settings.fallback_cache_control(), fallback=reason)
 
     def _render(self, card: Card, capture: Image.Image | None) -> bytes:
         self.renders += 1

@@ -37,6 +37,21 @@ class Settings(BaseSettings):
     allow_private_networks: bool = False
     private_allowlist: str = ""
     allowed_hosts: str = ""
+    #: Resilience of the upstream screenshot API: timeouts in seconds, retries, a breaker.
+    upstream_connect_timeout: float = Field(default=3.0, gt=0)
+    upstream_read_timeout: float = Field(default=20.0, gt=0)
+    upstream_timeout: float = Field(default=30.0, gt=0)
+    upstream_retries: int = Field(default=2, ge=0, le=10)
+    upstream_backoff: float = Field(default=0.25, ge=0)
+    upstream_backoff_max: float = Field(default=5.0, ge=0)
+    upstream_concurrency: int = Field(default=8, ge=1, le=1024)
+    upstream_queue_timeout: float = Field(default=2.0, ge=0)
+    upstream_breaker_failures: int = Field(default=5, ge=1)
+    upstream_breaker_reset: float = Field(default=30.0, gt=0)
+    #: Hostile responses: bytes read from the upstream and pixels decoded, at most.
+    capture_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    # Kept below Pillow's own 89 MP warning threshold, so that its global never comes into play.
+    capture_max_pixels: int = Field(default=40_000_000, ge=1, le=80_000_000)
 
     # Signing and absolute URLs
     signing_keys: SecretStr = SecretStr("")

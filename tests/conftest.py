@@ -13,6 +13,9 @@ from ogshot.layouts import LayoutRegistry, builtin_dir
 from ogshot.service import CardService
 from ogshot.settings import Settings
 
+from .fake_upstream import KEY as UPSTREAM_KEY
+from .fake_upstream import FakeUpstream
+
 
 @pytest.fixture(scope="session")
 def fonts() -> FontSet:
@@ -46,3 +49,33 @@ def decode(body: bytes) -> Image.Image:
     image = Image.open(io.BytesIO(body))
     image.load()
     return image
+
+
+@pytest.fixture(scope="module")
+def fake_upstream() -> Iterator[FakeUpstream]:
+    """A misbehaving screenshot API on a loopback port (see ``tests/fake_upstream.py``)."""
+    server = FakeUpstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def capture_settings(fake_upstream: FakeUpstream) -> Settings:
+    """Capture on, through the fake upstream, with timeouts short enough for a fast suite."""
+    fake_upstream.calls.clear()
+    fake_upstream.requests.clear()
+    return Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        capture="http",
+        upstream_url=fake_upstream.url,
+        upstream_key=UPSTREAM_KEY,
+        upstream_connect_timeout=0.5,
+        upstream_read_timeout=0.4,
+        upstream_timeout=1.0,
+        upstream_retries=1,
+        upstream_backoff=0.01,
+        upstream_backoff_max=0.05,
+        upstream_queue_timeout=0.5,
+        upstream_breaker_failures=100,
+        capture_max_bytes=4 * 1024 * 1024,
+    )

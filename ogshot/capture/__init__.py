@@ -7,10 +7,45 @@ rest of the service never branches on whether capture is on.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Protocol
 
+import httpx
+
+from ..errors import OgshotError, UpstreamError
 from ..settings import Settings
+
+log = logging.getLogger("ogshot")
+
+_CODES = {504: "upstream_timeout", 503: "overloaded", 429: "rate_limited"}
+
+
+class CaptureError(UpstreamError):
+    """A capture that did not happen. ``reason`` is short and machine-readable: it becomes the
+    ``X-Ogshot-Fallback`` header of a card, and the HTTP status is what ``/screenshot`` answers.
+
+    Reasons: ``upstream_timeout``, ``upstream_connect``, ``upstream_5xx``, ``upstream_4xx``,
+    ``upstream_429``, ``upstream_auth``, ``circuit_open``, ``overloaded``, ``too_large``,
+    ``bad_content_type``, ``bad_response``, ``empty_body``, ``bad_image``, ``image_too_large``,
+    ``wrong_size``, ``capture_off``.
+    """
+
+    def __init__(
+        self, reason: str, detail: str, *, status: int = 502, retry_after: int | None = None
+    ) -> None:
+        super().__init__(detail, retry_after=retry_after)
+        self.reason = reason
+        self.status = status
+        self.code = _CODES.get(status, "upstream_rejected" if status < 500 else "upstream_error")
+        if reason == "capture_off":
+            self.code = "capture_off"
+
+
+class CaptureUnavailable(OgshotError):
+    """A capture backend that was asked for but cannot run here; raised at start-up."""
+
+    code = "capture_unavailable"
 
 
 @dataclass(frozen=True)
@@ -59,10 +94,22 @@ class NullCapture:
         return None
 
 
-def make_provider(settings: Settings) -> CaptureProvider:
-    """The provider that ``OGSHOT_CAPTURE`` selects."""
+def make_provider(
+    settings: Settings, *, client: httpx.AsyncClient | None = None
+) -> CaptureProvider:
+    """The provider that ``OGSHOT_CAPTURE`` selects.
+
+    ``chromium`` is refused at start-up rather than quietly serving title cards: whoever asks for
+    a local browser expects captures, and a server that starts without them would hide it.
+    """
     mode = settings.capture_mode
     if mode == "none":
         return NullCapture()
-    # The upstream API and local Chromium providers plug in here.
-    return NullCapture()
+    if mode == "http":
+        from .upstream import UpstreamCapture
+
+        return UpstreamCapture(settings, client=client)
+    raise CaptureUnavailable(
+        f"OGSHOT_CAPTURE={mode} is not available in this version; "
+        "use 'http' (an upstream screenshot API) or 'none'"
+    )
