@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
@@ -159,21 +159,33 @@ class CardService:
         return await self.card_for_key(self.key(card), card)
 
     async def card_for_key(self, key: str, card: Card) -> CardResult:
-        entry = await self.cache.get(key)
+        """The card for an already computed ``key``; see the class docstring for the policy."""
+        entry = self.cache.peek(key)
         if entry is None:
+            # Lower tiers are read inside the shared task: a herd costs one read, not one each.
             return await self._coalesced(key, card, None)
+        return await self._serve(key, card, entry, self._coalesced)
+
+    async def _serve(
+        self,
+        key: str,
+        card: Card,
+        entry: Entry,
+        produce: Callable[[str, Card, Entry | None], Awaitable[CardResult]],
+    ) -> CardResult:
         age = entry.age(self.clock())
         if age < entry.ttl:
             return self.result_for(entry, "hit")
         if entry.fallback is not None:
-            return await self._coalesced(key, card, None)  # a fallback is never served stale
+            return await produce(key, card, None)  # a fallback is never served stale
         if age < entry.ttl + self._swr or key in self._refresh_failed:
             self._refresh_later(key, card, entry)
             return self.result_for(entry, "stale")
-        return await self._coalesced(key, card, entry)
+        return await produce(key, card, entry)
 
     def _refresh_later(self, key: str, card: Card, stale: Entry) -> None:
-        if key in self._inflight or key in self._refresh_failed:
+        task = self._inflight.get(key)
+        if (task is not None and task is not asyncio.current_task()) or key in self._refresh_failed:
             return
         self._start(key, card, stale)
 
@@ -189,7 +201,9 @@ class CardService:
             task = self._start(key, card, stale)
             leader = True
         result = await asyncio.shield(task)
-        return result if leader or result.source == "stale" else replace(result, source="coalesced")
+        if leader or result.source != "miss":
+            return result
+        return replace(result, source="coalesced")
 
     def _start(self, key: str, card: Card, stale: Entry | None) -> asyncio.Task[CardResult]:
         # The work runs in its own task, so that a client hanging up does not cancel it for the
@@ -206,6 +220,13 @@ class CardService:
             task.exception()  # retrieved here: every waiter already got it, or none is left
 
     async def _produce(self, key: str, card: Card, stale: Entry | None) -> CardResult:
+        if stale is None:
+            found = await self.cache.get_lower(key)
+            if found is not None:
+                return await self._serve(key, card, found, self._make_and_store)
+        return await self._make_and_store(key, card, stale)
+
+    async def _make_and_store(self, key: str, card: Card, stale: Entry | None) -> CardResult:
         token = await self._acquire(key)
         try:
             if token is None:

@@ -29,13 +29,21 @@ class RedisCache:
         self.clock = clock
 
     @classmethod
-    def from_url(cls, url: str, *, clock: Clock = time.time, timeout: float = 1.0) -> RedisCache:
+    def from_url(
+        cls, url: str, *, clock: Clock = time.time, timeout: float = 1.0, max_connections: int = 32
+    ) -> RedisCache:
         # Short timeouts: a slow or absent Redis must cost a request little (the tiered cache
-        # then stops asking it for a while).
-        client: Any = aioredis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=30
+        # then stops asking it for a while). A blocking pool: under a burst, requests queue for
+        # a connection (up to the timeout) instead of failing on an exhausted pool.
+        pool: Any = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=timeout,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            health_check_interval=30,
         )
-        return cls(client, clock=clock)
+        return cls(aioredis.Redis(connection_pool=pool), clock=clock)
 
     async def get(self, key: str) -> Entry | None:
         blob = await self.client.get(_PREFIX + key)
@@ -60,3 +68,4 @@ class RedisCache:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+        await self.client.connection_pool.disconnect()
