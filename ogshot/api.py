@@ -6,6 +6,7 @@ once, here, unless a test passes its own.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -74,6 +75,9 @@ def create_app(settings: Settings | None = None, *, service: CardService | None 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         svc = service or CardService.from_settings(settings)
         app.state.service = svc
+        # Everything loaded so far (fonts, layouts, the framework) lives as long as the process:
+        # keep it out of the collector's sweeps, which otherwise slow every request a little.
+        gc.freeze()
         try:
             yield
         finally:
@@ -84,6 +88,9 @@ def create_app(settings: Settings | None = None, *, service: CardService | None 
         version=__version__,
         summary="Social preview images: page captures with the title set over them.",
         lifespan=lifespan,
+        # ogshot reports through its own metrics; FastAPI's OpenTelemetry hooks would look up
+        # global providers on every request, even unconfigured, which costs more than a cache hit.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.card_keys = LRUCache(maxsize=KEY_MEMO_ENTRIES)
@@ -264,6 +271,12 @@ class CardFastPath:
         await self.app(scope, receive, send)
 
 
+#: Encoded header blocks of recent plain (no Range) replies. The ETag stands for the bytes (so
+#: their type and length); the rest of the key is every other input of the headers.
+_HeaderKey = tuple[str, str, str | None, str, int]
+_RAW_HEADERS: LRUCache[_HeaderKey, list[tuple[bytes, bytes]]] = LRUCache(maxsize=1024)
+
+
 async def _send_card(scope: Scope, send: Send, result: CardResult) -> None:
     inm = rng = if_range = None
     for name, value in scope["headers"]:
@@ -273,7 +286,20 @@ async def _send_card(scope: Scope, send: Send, result: CardResult) -> None:
             rng = value.decode("latin-1")
         elif name == b"if-range":
             if_range = value.decode("latin-1")
+    memo_key: _HeaderKey | None = None
+    if rng is None:
+        # Without Range the reply is 200 or 304 and its headers depend on nothing else.
+        status = 304 if none_match(inm, result.entry.etag) else 200
+        memo_key = (result.entry.etag, result.cache_control, result.fallback, result.source, status)
+        raw = _RAW_HEADERS.get(memo_key)
+        if raw is not None:
+            body = b"" if status == 304 or scope["method"] == "HEAD" else result.entry.body
+            await send({"type": "http.response.start", "status": status, "headers": raw})
+            await send({"type": "http.response.body", "body": body})
+            return
     status, headers, body = card_reply(scope["method"], inm, rng, if_range, result)
     raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    if memo_key is not None:
+        _RAW_HEADERS[memo_key] = raw
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
