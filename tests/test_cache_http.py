@@ -152,3 +152,20 @@ def test_two_served_workers_sharing_redis_make_a_cold_card_once(two_workers: str
     sources = [r.headers["x-ogshot-cache"] for r in responses]
     assert sources.count("miss") == 1, sources
     assert decode(responses[0].content).size == (1200, 630)
+
+
+def test_fast_path_carries_a_fallbacks_reason_and_short_cache_control(
+    client: TestClient, service: CardService
+) -> None:
+    from ogshot.card import parse_card
+
+    first = client.get(CARD)
+    key = service.key(parse_card({"title": "Fast path", "site": "example.org"}))
+    fallback = service.new_entry(first.content, "image/png", fallback="capture_timeout")
+    asyncio.run(service.cache.set(key, fallback))
+    fast = client.get(CARD)
+    slow = client.get(SAME_CARD)
+    for r in (fast, slow):
+        assert r.headers["x-ogshot-fallback"] == "capture_timeout"
+        assert r.headers["cache-control"] == service.settings.fallback_cache_control()
+    assert without_source(fast.headers) == without_source(slow.headers)
