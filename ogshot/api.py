@@ -6,11 +6,13 @@ once, here, unless a test passes its own.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
+from cachetools import LRUCache
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -73,6 +75,9 @@ def create_app(settings: Settings | None = None, *, service: CardService | None 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         svc = service or CardService.from_settings(settings)
         app.state.service = svc
+        # Everything loaded so far (fonts, layouts, the framework) lives as long as the process:
+        # keep it out of the collector's sweeps, which otherwise slow every request a little.
+        gc.freeze()
         try:
             yield
         finally:
@@ -83,11 +88,16 @@ def create_app(settings: Settings | None = None, *, service: CardService | None 
         version=__version__,
         summary="Social preview images: page captures with the title set over them.",
         lifespan=lifespan,
+        # ogshot reports through its own metrics; FastAPI's OpenTelemetry hooks would look up
+        # global providers on every request, even unconfigured, which costs more than a cache hit.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
+    app.state.card_keys = LRUCache(maxsize=KEY_MEMO_ENTRIES)
     _install_error_handlers(app)
     _install_routes(app)
     app.include_router(screenshots.router)
+    app.add_middleware(CardFastPath)
     app.add_middleware(QueryLimit)
     return app
 
@@ -142,7 +152,12 @@ def _install_routes(app: FastAPI) -> None:
         validates them all at once, so every bad value gets the same error shape."""
         card = parse_card(dict(request.query_params))
         svc: CardService = request.app.state.service
-        result = await svc.card(card)
+        key = svc.key(card)
+        query = request.scope["query_string"]
+        if len(query) <= KEY_MEMO_QUERY_MAX:
+            # The same query string means the same key for the life of this process.
+            request.app.state.card_keys[query] = key
+        result = await svc.card_for_key(key, card)
         return card_response(request, result)
 
     _also_head(app, "/og.png", og_image)
@@ -176,23 +191,32 @@ def _also_head(app: FastAPI, path: str, endpoint: Callable[..., Any]) -> None:
     app.add_api_route(path, endpoint, methods=["HEAD"], include_in_schema=False)
 
 
-def card_response(request: Request, result: CardResult) -> Response:
-    """HTTP semantics for a card: ETag, 304, HEAD, Range, Cache-Control."""
+def card_reply(
+    method: str,
+    if_none_match: str | None,
+    range_: str | None,
+    if_range: str | None,
+    result: CardResult,
+) -> tuple[int, dict[str, str], bytes]:
+    """HTTP semantics for a card: ETag, 304, HEAD, Range, Cache-Control.
+
+    Returns the status, the headers (``Content-Type`` and ``Content-Length`` included, except on a
+    304) and the body to send (empty for HEAD and 304).
+    """
     entry = result.entry
     headers = {
         "ETag": entry.etag,
         "Cache-Control": result.cache_control,
         "X-Content-Type-Options": "nosniff",
+        "X-Ogshot-Cache": result.source,
     }
     if result.fallback:
         headers["X-Ogshot-Fallback"] = result.fallback
-    if none_match(request.headers.get("if-none-match"), entry.etag):
-        return Response(status_code=304, headers=headers)
+    if none_match(if_none_match, entry.etag):
+        return 304, headers, b""
     headers["Accept-Ranges"] = "bytes"
     size = len(entry.body)
-    span = byte_range(
-        request.headers.get("range"), request.headers.get("if-range"), entry.etag, size
-    )
+    span = byte_range(range_, if_range, entry.etag, size)
     body = entry.body
     status = 200
     if span is not None:
@@ -200,7 +224,83 @@ def card_response(request: Request, result: CardResult) -> Response:
         body = body[start : end + 1]
         status = 206
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    headers["Content-Type"] = entry.media_type
     headers["Content-Length"] = str(len(body))
-    if request.method == "HEAD":
-        return Response(status_code=status, headers=headers, media_type=entry.media_type)
-    return Response(body, status_code=status, headers=headers, media_type=entry.media_type)
+    return status, headers, (b"" if method == "HEAD" else body)
+
+
+def card_response(request: Request, result: CardResult) -> Response:
+    """The :func:`card_reply` for a request, as a response object."""
+    h = request.headers
+    status, headers, body = card_reply(
+        request.method, h.get("if-none-match"), h.get("range"), h.get("if-range"), result
+    )
+    return Response(body, status_code=status, headers=headers)
+
+
+#: The memo from raw query strings to cache keys: entries, and the longest query it keeps
+#: (longer ones, rare in practice, take the normal road every time). At most ~10 MB.
+KEY_MEMO_ENTRIES = 8192
+KEY_MEMO_QUERY_MAX = 1024
+
+
+class CardFastPath:
+    """Answers a repeat ``GET|HEAD /og.png`` from the memory tier before any routing.
+
+    A query string seen before maps (through a bounded memo filled by the route) to its cache
+    key; when the memory tier holds a fresh entry for it, the reply is sent at once: no
+    validation, no key hashing, no body re-encoding. Everything else (first sight, stale or
+    missing entries, errors) goes down the normal road, which gives the same answer, slower.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"] == "/og.png"
+            and scope["method"] in ("GET", "HEAD")
+        ):
+            state = scope["app"].state
+            key = state.card_keys.get(scope["query_string"])
+            if key is not None:
+                result = state.service.fresh_hit(key)
+                if result is not None:
+                    await _send_card(scope, send, result)
+                    return
+        await self.app(scope, receive, send)
+
+
+#: Encoded header blocks of recent plain (no Range) replies. The ETag stands for the bytes (so
+#: their type and length); the rest of the key is every other input of the headers.
+_HeaderKey = tuple[str, str, str | None, str, int]
+_RAW_HEADERS: LRUCache[_HeaderKey, list[tuple[bytes, bytes]]] = LRUCache(maxsize=1024)
+
+
+async def _send_card(scope: Scope, send: Send, result: CardResult) -> None:
+    inm = rng = if_range = None
+    for name, value in scope["headers"]:
+        if name == b"if-none-match":
+            inm = value.decode("latin-1")
+        elif name == b"range":
+            rng = value.decode("latin-1")
+        elif name == b"if-range":
+            if_range = value.decode("latin-1")
+    memo_key: _HeaderKey | None = None
+    if rng is None:
+        # Without Range the reply is 200 or 304 and its headers depend on nothing else.
+        status = 304 if none_match(inm, result.entry.etag) else 200
+        memo_key = (result.entry.etag, result.cache_control, result.fallback, result.source, status)
+        raw = _RAW_HEADERS.get(memo_key)
+        if raw is not None:
+            body = b"" if status == 304 or scope["method"] == "HEAD" else result.entry.body
+            await send({"type": "http.response.start", "status": status, "headers": raw})
+            await send({"type": "http.response.body", "body": body})
+            return
+    status, headers, body = card_reply(scope["method"], inm, rng, if_range, result)
+    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    if memo_key is not None:
+        _RAW_HEADERS[memo_key] = raw
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})

@@ -13,13 +13,16 @@ import json
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
+from cachetools import TTLCache
 from PIL import Image
 
-from .cache import Cache, Entry, MemoryCache, NullCache
+from .cache import Cache, Entry, TieredCache, make_cache
 from .capture import CaptureError, CaptureProvider, NullCapture, make_provider
 from .capture.images import decode
 from .capture.store import CaptureStore
@@ -40,6 +43,10 @@ class CardResult:
     cache_control: str
     #: Why the card was made without its capture, or None for a complete card.
     fallback: str | None = None
+    #: How it was served: ``hit``, ``stale`` (past its TTL, refreshed in the background or kept
+    #: because the refresh failed), ``miss`` (made for this request) or ``coalesced`` (made for
+    #: another request, here or in another worker, while this one waited).
+    source: str = "miss"
 
 
 def etag_for(body: bytes) -> str:
@@ -55,8 +62,26 @@ def make_card_bytes(
     return encode(image, card.format)
 
 
+#: How often a worker waiting on another worker's lease looks for the result.
+_POLL_SECONDS = 0.025
+#: After a failed refresh, serve the stale entry this long before trying again.
+_REFRESH_BACKOFF = 30.0
+
+
 class CardService:
-    """Makes cards and keeps them; one per process, built from the settings at start-up."""
+    """Makes cards and keeps them; one per process, built from the settings at start-up.
+
+    Cache policy, per key (ages past ``created``)::
+
+        age < ttl                   fresh: served as is
+        ttl <= age < ttl + swr      stale: served at once, one background refresh
+        ttl + swr <= age < + sie    refreshed in the foreground; served stale if that fails
+        older, or absent            made now
+
+    A miss is made once: concurrent requests in this process share one task (singleflight), and
+    with a shared tier one worker holds a short Redis lease while the others wait for its result
+    (bounded by ``OGSHOT_CACHE_LOCK_WAIT``, after which they make it themselves).
+    """
 
     def __init__(
         self,
@@ -66,14 +91,18 @@ class CardService:
         fonts: FontSet | None = None,
         cache: Cache | None = None,
         capture: CaptureProvider | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.layouts = layouts or load_layouts(settings)
         self.fonts = fonts or FontSet.default()
+        self.clock = clock
         if cache is None:
-            max_bytes = settings.cache_memory_bytes
-            cache = MemoryCache(max_bytes) if max_bytes > 0 else NullCache()
-        self.cache = cache
+            self.cache = make_cache(settings, clock=clock)
+        elif isinstance(cache, TieredCache):
+            self.cache = cache
+        else:
+            self.cache = TieredCache([cache])
         self.capture = capture or NullCapture()
         self.captures = CaptureStore(
             self.capture, self.cache, settings, UrlPolicy.from_settings(settings)
@@ -81,6 +110,17 @@ class CardService:
         threads = settings.render_threads or min(4, os.cpu_count() or 1)
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ogshot-render")
         self._inflight: dict[str, asyncio.Task[CardResult]] = {}
+        self._refresh_failed: TTLCache[str, float] = TTLCache(
+            maxsize=4096, ttl=_REFRESH_BACKOFF, timer=clock
+        )
+        self._card_cc = settings.card_cache_control()
+        self._fallback_cc = settings.fallback_cache_control()
+        self._swr = float(settings.cache_stale_while_revalidate)
+        self._grace = float(
+            max(settings.cache_stale_while_revalidate, settings.cache_stale_if_error)
+        )
+        self._lock_wait = settings.cache_lock_wait
+        self._lease_ms = int(max(1.0, 2 * self._lock_wait) * 1000)
         #: How many cards this process has rendered: tests and metrics read it.
         self.renders = 0
 
@@ -89,8 +129,11 @@ class CardService:
         return cls(settings, capture=make_provider(settings))
 
     async def aclose(self) -> None:
+        for task in list(self._inflight.values()):
+            task.cancel()
         await self.captures.aclose()
         await self.capture.aclose()
+        await self.cache.aclose()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     def key(self, card: Card) -> str:
@@ -105,46 +148,165 @@ class CardService:
             "capture": self.capture.name if card.url and self.capture.enabled else "none",
         }
         raw = json.dumps(material, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-        return hashlib.sha256(raw.encode()).hexdigest()
+        return "card:" + hashlib.sha256(raw.encode()).hexdigest()
+
+    def result_for(self, entry: Entry, source: str) -> CardResult:
+        cc = self._card_cc if entry.fallback is None else self._fallback_cc
+        return CardResult(entry, cc, entry.fallback, source)
+
+    def fresh_hit(self, key: str) -> CardResult | None:
+        """The fresh entry from the memory tier, synchronously, or None: the hot path's read."""
+        entry = self.cache.peek(key)
+        if entry is None or not entry.fresh(self.clock()):
+            return None
+        return self.result_for(entry, "hit")
 
     async def card(self, card: Card) -> CardResult:
         """The card's bytes, from cache when possible; concurrent misses share one render."""
-        key = self.key(card)
-        entry = await self.cache.get(key)
-        if entry is not None:
-            return CardResult(entry, self.settings.card_cache_control())
+        return await self.card_for_key(self.key(card), card)
+
+    async def card_for_key(self, key: str, card: Card) -> CardResult:
+        """The card for an already computed ``key``; see the class docstring for the policy."""
+        entry = self.cache.peek(key)
+        if entry is None:
+            # Lower tiers are read inside the shared task: a herd costs one read, not one each.
+            return await self._coalesced(key, card, None)
+        return await self._serve(key, card, entry, self._coalesced)
+
+    async def _serve(
+        self,
+        key: str,
+        card: Card,
+        entry: Entry,
+        produce: Callable[[str, Card, Entry | None], Awaitable[CardResult]],
+    ) -> CardResult:
+        age = entry.age(self.clock())
+        if age < entry.ttl:
+            return self.result_for(entry, "hit")
+        if entry.fallback is not None:
+            return await produce(key, card, None)  # a fallback is never served stale
+        if age < entry.ttl + self._swr or key in self._refresh_failed:
+            self._refresh_later(key, card, entry)
+            return self.result_for(entry, "stale")
+        return await produce(key, card, entry)
+
+    def _refresh_later(self, key: str, card: Card, stale: Entry) -> None:
         task = self._inflight.get(key)
+        if (task is not None and task is not asyncio.current_task()) or key in self._refresh_failed:
+            return
+        self._start(key, card, stale)
+
+    async def _coalesced(self, key: str, card: Card, stale: Entry | None) -> CardResult:
+        task = self._inflight.get(key)
+        leader = False
         if task is None:
-            # The work runs in its own task, so that a client hanging up does not cancel it
-            # for the others waiting on the same key.
-            task = asyncio.create_task(self._make(key, card), name=f"card-{key[:12]}")
-            self._inflight[key] = task
-            task.add_done_callback(lambda t: self._settle(key, t))
-        return await asyncio.shield(task)
+            # No await between this look and the task's registration: a task that just ended
+            # stored its entry before ending, so the memory tier has it.
+            entry = self.cache.peek(key)
+            if entry is not None and entry.fresh(self.clock()):
+                return self.result_for(entry, "hit")
+            task = self._start(key, card, stale)
+            leader = True
+        result = await asyncio.shield(task)
+        if leader or result.source != "miss":
+            return result
+        return replace(result, source="coalesced")
+
+    def _start(self, key: str, card: Card, stale: Entry | None) -> asyncio.Task[CardResult]:
+        # The work runs in its own task, so that a client hanging up does not cancel it for the
+        # others waiting on the same key.
+        task = asyncio.create_task(self._produce(key, card, stale), name=f"card-{key[5:17]}")
+        self._inflight[key] = task
+        task.add_done_callback(partial(self._settle, key))
+        return task
 
     def _settle(self, key: str, task: asyncio.Task[CardResult]) -> None:
-        self._inflight.pop(key, None)
+        if self._inflight.get(key) is task:
+            del self._inflight[key]
         if not task.cancelled():
             task.exception()  # retrieved here: every waiter already got it, or none is left
+
+    async def _produce(self, key: str, card: Card, stale: Entry | None) -> CardResult:
+        if stale is None:
+            found = await self.cache.get_lower(key)
+            if found is not None:
+                return await self._serve(key, card, found, self._make_and_store)
+        return await self._make_and_store(key, card, stale)
+
+    async def _make_and_store(self, key: str, card: Card, stale: Entry | None) -> CardResult:
+        token = await self._acquire(key)
+        try:
+            if token is None:
+                found = await self._wait_for_other(key)
+            else:
+                # Another worker may have stored it between our miss and our lease.
+                found = await self.cache.get_lower(key)
+            if found is not None and found.fresh(self.clock()):
+                return self.result_for(found, "coalesced")
+            try:
+                result = await self._make(key, card)
+            except Exception:
+                if stale is None:
+                    raise
+                log.warning("refresh of %s failed; serving stale", key[:17], exc_info=True)
+                self._refresh_failed[key] = self.clock()
+                return self.result_for(stale, "stale")
+            if result.fallback is not None and stale is not None:
+                # stale-if-error: the complete stale card beats a fresh fallback.
+                self._refresh_failed[key] = self.clock()
+                return self.result_for(stale, "stale")
+            await self.cache.set(key, result.entry)
+            return replace(result, source="miss")
+        finally:
+            if token is not None:
+                await self._release(key, token)
+
+    async def _acquire(self, key: str) -> str | None:
+        try:
+            return await self.cache.locks.acquire(key, self._lease_ms)
+        except Exception as exc:  # no coordination today: make it here rather than fail
+            log.warning("cache lock unavailable for %s: %r", key[:17], exc)
+            return "local"
+
+    async def _release(self, key: str, token: str) -> None:
+        try:
+            await self.cache.locks.release(key, token)
+        except Exception as exc:  # the lease expires by itself
+            log.warning("cache lock release failed for %s: %r", key[:17], exc)
+
+    async def _wait_for_other(self, key: str) -> Entry | None:
+        """Wait, bounded, for the lease holder in another worker to store its result."""
+        deadline = time.monotonic() + self._lock_wait
+        while time.monotonic() < deadline:
+            await asyncio.sleep(_POLL_SECONDS)
+            entry = await self.cache.get_lower(key)
+            if entry is not None and entry.fresh(self.clock()):
+                return entry
+        log.warning("gave up waiting for another worker on %s; making it here", key[:17])
+        return None
+
+    def new_entry(self, body: bytes, media_type: str, fallback: str | None = None) -> Entry:
+        """An entry for freshly made bytes: long-lived when complete, short and never served
+        stale when it is a fallback."""
+        if fallback is None:
+            ttl, grace = float(self.settings.cache_ttl), self._grace
+        else:
+            ttl, grace = float(self.settings.fallback_ttl), 0.0
+        return Entry(
+            body=body,
+            media_type=media_type,
+            etag=etag_for(body),
+            created=self.clock(),
+            ttl=ttl,
+            grace=grace,
+            fallback=fallback,
+        )
 
     async def _make(self, key: str, card: Card) -> CardResult:
         loop = asyncio.get_running_loop()
         capture, fallback = await self._capture_for(card)
         body = await loop.run_in_executor(self._executor, self._render, card, capture)
-        if fallback is not None:
-            return self._fallback(card, body, fallback)
-        entry = Entry(
-            body=body,
-            media_type=card.media_type,
-            etag=etag_for(body),
-            created=time.time(),
-            ttl=float(self.settings.cache_ttl),
-        )
-        try:
-            await self.cache.set(key, entry)
-        except Exception:  # a cache that cannot store must not fail the card
-            log.exception("cache write failed for %s", key[:12])
-        return CardResult(entry, self.settings.card_cache_control())
+        return self.result_for(self.new_entry(body, card.media_type, fallback), "miss")
 
     async def _capture_for(self, card: Card) -> tuple[Image.Image | None, str | None]:
         """The decoded capture for a card, or None and the reason it could not be had.
@@ -166,18 +328,6 @@ class CardService:
             log.warning("capture failed (%s): %s", exc.reason, exc.detail)
             return None, exc.reason
         return image, None
-
-    def _fallback(self, card: Card, body: bytes, reason: str) -> CardResult:
-        """A card made without its capture: short-lived, and never stored, so that the next
-        request after ``OGSHOT_FALLBACK_TTL`` tries the capture again."""
-        entry = Entry(
-            body=body,
-            media_type=card.media_type,
-            etag=etag_for(body),
-            created=time.time(),
-            ttl=float(self.settings.fallback_ttl),
-        )
-        return CardResult(entry, self.settings.fallback_cache_control(), fallback=reason)
 
     def _render(self, card: Card, capture: Image.Image | None) -> bytes:
         self.renders += 1

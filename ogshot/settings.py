@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     # Caching
     cache_memory_mb: float = Field(default=256, ge=0)
     cache_dir: str = ""
+    cache_dir_mb: float = Field(default=1024, gt=0)
     redis_url: SecretStr = SecretStr("")
     cache_ttl: int = Field(default=86400, ge=0)
     fallback_ttl: int = Field(default=60, ge=0)
@@ -70,6 +71,8 @@ class Settings(BaseSettings):
     cache_stale_if_error: int = Field(default=604800, ge=0)
     #: A complete ``Cache-Control`` value for cards; overrides the four settings above.
     cache_control: str = ""
+    #: Seconds a worker waits for another worker's result (Redis lock) before making it itself.
+    cache_lock_wait: float = Field(default=10.0, ge=0, le=300)
 
     # Layouts and batches
     templates_dir: str = ""

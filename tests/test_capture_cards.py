@@ -21,8 +21,26 @@ from .conftest import decode
 from .fake_upstream import FakeUpstream
 
 
-def _client(settings: Settings, layouts: LayoutRegistry, fonts: FontSet) -> Iterator[TestClient]:
-    service = CardService(settings, layouts=layouts, fonts=fonts, capture=make_provider(settings))
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _client(
+    settings: Settings, layouts: LayoutRegistry, fonts: FontSet, clock: Clock | None = None
+) -> Iterator[TestClient]:
+    service = CardService(
+        settings,
+        layouts=layouts,
+        fonts=fonts,
+        capture=make_provider(settings),
+        clock=clock or time.time,
+    )
     app = create_app(settings, service=service)
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c
@@ -31,10 +49,15 @@ def _client(settings: Settings, layouts: LayoutRegistry, fonts: FontSet) -> Iter
 
 
 @pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
 def cap_client(
-    capture_settings: Settings, layouts: LayoutRegistry, fonts: FontSet
+    capture_settings: Settings, layouts: LayoutRegistry, fonts: FontSet, clock: Clock
 ) -> Iterator[TestClient]:
-    yield from _client(capture_settings, layouts, fonts)
+    yield from _client(capture_settings, layouts, fonts, clock)
 
 
 def _card(c: TestClient, page: str, **extra: str):  # type: ignore[no-untyped-def]
@@ -91,17 +114,23 @@ def test_a_new_title_on_the_same_page_reuses_the_capture(
     ],
 )
 def test_every_capture_fault_gives_the_fallback_card(
-    cap_client: TestClient, fake_upstream: FakeUpstream, page: str, reason: str
+    cap_client: TestClient, fake_upstream: FakeUpstream, clock: Clock, page: str, reason: str
 ) -> None:
     r = _card(cap_client, f"https://example.com/{page}")
     assert r.status_code == 200, r.text
     assert r.headers["x-ogshot-fallback"] == reason
     assert r.headers["cache-control"] == "public, max-age=60"
     assert decode(r.content).size == (1200, 630)
-    # Not stored as the result: the next request tries the upstream again.
+    # Within its short TTL a repeat is the same fallback, without asking the upstream again...
     calls = fake_upstream.calls[page]
     again = _card(cap_client, f"https://example.com/{page}")
     assert again.headers["x-ogshot-fallback"] == reason
+    assert again.headers["cache-control"] == "public, max-age=60"
+    assert fake_upstream.calls[page] == calls
+    # ...and the first request after it tries the capture again.
+    clock.now += 61
+    later = _card(cap_client, f"https://example.com/{page}")
+    assert later.headers["x-ogshot-fallback"] == reason
     assert fake_upstream.calls[page] > calls
 
 

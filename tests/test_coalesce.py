@@ -1,0 +1,346 @@
+"""Coalescing and stale-while-revalidate: a herd costs one render, stale cards are served."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+
+from ogshot.api import create_app
+from ogshot.cache.redis_tier import RedisCache
+from ogshot.card import Card, parse_card
+from ogshot.fonts import FontSet
+from ogshot.layouts import LayoutRegistry
+from ogshot.service import CardResult, CardService
+from ogshot.settings import Settings
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 2_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class SlowService(CardService):
+    """A service whose renders take longer (widening every race window) and can be made to fail
+    or to come out as fallbacks."""
+
+    def __init__(self, *args: Any, delay: float = 0.2, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.delay = delay
+        self.fail = False
+        self.fallback: str | None = None
+        self.attempts = 0
+
+    def _render(self, card: Card, capture: Image.Image | None) -> bytes:
+        self.attempts += 1
+        time.sleep(self.delay)
+        if self.fail:
+            raise RuntimeError("render broke")
+        return super()._render(card, capture)
+
+    async def _make(self, key: str, card: Card) -> CardResult:
+        result = await super()._make(key, card)
+        if self.fallback is None:
+            return result
+        entry = self.new_entry(result.entry.body, result.entry.media_type, self.fallback)
+        return self.result_for(entry, "miss")
+
+
+def make_settings(**kw: Any) -> Settings:
+    return Settings(_env_file=None, capture="none", **kw)  # type: ignore[call-arg]
+
+
+CARD = {"title": "A herd of crawlers", "site": "example.org"}
+
+
+async def settle(svc: CardService) -> None:
+    """Wait until no background work is left."""
+    for _ in range(500):
+        if not svc._inflight:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("background work did not finish")
+
+
+# --- One process ---------------------------------------------------------------------------------
+
+
+def test_200_concurrent_cold_requests_render_once(layouts: LayoutRegistry, fonts: FontSet) -> None:
+    svc = SlowService(make_settings(), layouts=layouts, fonts=fonts, delay=0.3)
+    app = create_app(svc.settings, service=svc)
+
+    async def run() -> list[httpx.Response]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                return await asyncio.gather(
+                    *(client.get("/og.png", params=CARD) for _ in range(200))
+                )
+
+    responses = asyncio.run(run())
+    assert svc.renders == 1
+    assert {r.status_code for r in responses} == {200}
+    assert len({r.content for r in responses}) == 1
+    assert len({r.headers["etag"] for r in responses}) == 1
+    sources = [r.headers["x-ogshot-cache"] for r in responses]
+    assert sources.count("miss") == 1
+    assert set(sources) <= {"miss", "coalesced", "hit"}
+
+
+def test_a_waiter_that_hangs_up_does_not_cancel_the_shared_render(
+    layouts: LayoutRegistry, fonts: FontSet
+) -> None:
+    svc = SlowService(make_settings(), layouts=layouts, fonts=fonts, delay=0.3)
+    card = parse_card(CARD)
+
+    async def run() -> CardResult:
+        first = asyncio.create_task(svc.card(card))
+        await asyncio.sleep(0.05)
+        first.cancel()  # the client that started the render goes away
+        second = await svc.card(card)
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        return second
+
+    result = asyncio.run(run())
+    assert svc.renders == 1
+    assert result.source == "coalesced"
+
+
+def test_a_failed_render_reaches_every_waiter_and_the_next_request_retries(
+    layouts: LayoutRegistry, fonts: FontSet
+) -> None:
+    svc = SlowService(make_settings(), layouts=layouts, fonts=fonts, delay=0.1)
+    svc.fail = True
+    card = parse_card(CARD)
+
+    async def run() -> list[Any]:
+        out = await asyncio.gather(*(svc.card(card) for _ in range(10)), return_exceptions=True)
+        svc.fail = False
+        out.append(await svc.card(card))
+        return out
+
+    out = asyncio.run(run())
+    assert all(isinstance(o, RuntimeError) for o in out[:10])
+    assert isinstance(out[10], CardResult) and out[10].source == "miss"
+    assert svc.attempts == 2
+
+
+# --- Across workers sharing Redis ----------------------------------------------------------------
+
+
+def test_two_workers_sharing_redis_render_once(
+    redis_url: str, layouts: LayoutRegistry, fonts: FontSet
+) -> None:
+    settings = make_settings(redis_url=redis_url)
+    a = SlowService(settings, layouts=layouts, fonts=fonts, delay=0.3)
+    b = SlowService(settings, layouts=layouts, fonts=fonts, delay=0.3)
+    card = parse_card(CARD)
+
+    async def run() -> list[CardResult]:
+        try:
+            calls = [(a if i % 2 else b).card(card) for i in range(200)]
+            return await asyncio.gather(*calls)
+        finally:
+            await a.aclose()
+            await b.aclose()
+
+    results = asyncio.run(run())
+    assert a.renders + b.renders == 1
+    assert len({r.entry.body for r in results}) == 1
+    assert [r.source for r in results].count("miss") == 1
+
+
+def test_a_waiter_makes_the_card_itself_when_the_lease_holder_never_delivers(
+    redis_url: str, layouts: LayoutRegistry, fonts: FontSet
+) -> None:
+    settings = make_settings(redis_url=redis_url, cache_lock_wait=0.3)
+    svc = SlowService(settings, layouts=layouts, fonts=fonts, delay=0.0)
+    card = parse_card(CARD)
+
+    async def run() -> tuple[CardResult, float]:
+        other = RedisCache.from_url(redis_url)
+        try:
+            # A worker that took the lease and died: it never stores, never releases.
+            assert await other.acquire(svc.key(card), 60_000) is not None
+            t = time.monotonic()
+            result = await svc.card(card)
+            return result, time.monotonic() - t
+        finally:
+            await other.aclose()
+            await svc.aclose()
+
+    result, waited = asyncio.run(run())
+    assert svc.renders == 1
+    assert result.source == "miss"
+    assert 0.3 <= waited < 5
+
+
+def test_a_redis_that_is_down_never_fails_a_card(layouts: LayoutRegistry, fonts: FontSet) -> None:
+    from .conftest import free_port
+
+    settings = make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    svc = CardService(settings, layouts=layouts, fonts=fonts)
+
+    async def run() -> list[CardResult]:
+        try:
+            return [await svc.card(parse_card(CARD)) for _ in range(3)]
+        finally:
+            await svc.aclose()
+
+    results = asyncio.run(run())
+    assert [r.source for r in results] == ["miss", "hit", "hit"]
+    assert svc.renders == 1
+
+
+# --- Stale while revalidate, stale if error ------------------------------------------------------
+
+
+def swr_service(layouts: LayoutRegistry, fonts: FontSet, clock: Clock) -> SlowService:
+    settings = make_settings(
+        cache_ttl=60, cache_stale_while_revalidate=30, cache_stale_if_error=100, fallback_ttl=10
+    )
+    return SlowService(settings, layouts=layouts, fonts=fonts, delay=0.05, clock=clock)
+
+
+def test_stale_entry_is_served_while_one_refresh_runs(
+    layouts: LayoutRegistry, fonts: FontSet
+) -> None:
+    clock = Clock()
+    svc = swr_service(layouts, fonts, clock)
+    card = parse_card(CARD)
+    t0 = clock.now
+
+    async def run() -> tuple[list[CardResult], CardResult]:
+        await svc.card(card)
+        clock.now = t0 + 70  # past the TTL, inside the stale window
+        stale = await asyncio.gather(*(svc.card(card) for _ in range(20)))
+        await settle(svc)
+        return stale, await svc.card(card)
+
+    stale, after = asyncio.run(run())
+    assert {r.source for r in stale} == {"stale"}
+    assert {r.entry.created for r in stale} == {t0}
+    assert svc.renders == 2  # the first, and exactly one refresh
+    assert after.source == "hit"
+    assert after.entry.created == t0 + 70
+
+
+def test_failed_refresh_keeps_serving_stale_and_backs_off(
+    layouts: LayoutRegistry, fonts: FontSet
+) -> None:
+    clock = Clock()
+    svc = swr_service(layouts, fonts, clock)
+    card = parse_card(CARD)
+    t0 = clock.now
+
+    async def run() -> list[CardResult]:
+        first = await svc.card(card)
+        svc.fail = True
+        clock.now = t0 + 70
+        out = [await svc.card(card)]
+        await settle(svc)
+        out += [await svc.card(card) for _ in range(5)]
+        await settle(svc)
+        # Past the stale-while-revalidate window, inside stale-if-error, after the back-off.
+        clock.now = t0 + 130
+        out.append(await svc.card(card))
+        await settle(svc)
+        return [first, *out]
+
+    results = asyncio.run(run())
+    assert [r.source for r in results] == ["miss"] + ["stale"] * 7
+    assert len({r.entry.etag for r in results}) == 1
+    assert svc.attempts == 3  # the first render, one background refresh, one foreground try
+
+
+def test_past_every_stale_window_a_failure_is_an_error(
+    layouts: LayoutRegistry, fonts: FontSet
+) -> None:
+    clock = Clock()
+    svc = swr_service(layouts, fonts, clock)
+    card = parse_card(CARD)
+
+    async def run() -> None:
+        await svc.card(card)
+        svc.fail = True
+        clock.now += 60 + 100 + 1
+        await svc.card(card)
+
+    with pytest.raises(RuntimeError, match="render broke"):
+        asyncio.run(run())
+
+
+def test_fallbacks_live_briefly_and_never_replace_a_good_card(
+    layouts: LayoutRegistry, fonts: FontSet
+) -> None:
+    clock = Clock()
+    svc = swr_service(layouts, fonts, clock)
+    card = parse_card(CARD)
+    key = svc.key(card)
+    t0 = clock.now
+
+    async def run() -> list[CardResult]:
+        svc.fallback = "capture_timeout"
+        out = [await svc.card(card), await svc.card(card)]
+        clock.now = t0 + 11  # past the fallback TTL: made again, never served stale
+        svc.fallback = None
+        out.append(await svc.card(card))
+        clock.now = t0 + 11 + 70  # the good card is stale; its refresh comes out a fallback
+        svc.fallback = "capture_timeout"
+        out.append(await svc.card(card))
+        await settle(svc)
+        out.append(await svc.card(card))
+        return out
+
+    fb, fb_hit, good, stale, still = asyncio.run(run())
+    assert (fb.source, fb.fallback, fb_hit.source) == ("miss", "capture_timeout", "hit")
+    assert fb.cache_control == "public, max-age=10"
+    assert (fb.entry.ttl, fb.entry.grace) == (10, 0)
+    assert (good.source, good.fallback) == ("miss", None)
+    assert good.cache_control.startswith("public, max-age=60")
+    assert (stale.source, stale.fallback, still.fallback) == ("stale", None, None)
+    assert still.entry.etag == good.entry.etag
+    cached = svc.cache.peek(key)
+    assert cached is not None and cached.fallback is None and cached.created == t0 + 11
+
+
+# --- Keys ----------------------------------------------------------------------------------------
+
+
+def test_two_urls_meaning_the_same_card_share_one_key(
+    service: CardService, layouts: LayoutRegistry, fonts: FontSet
+) -> None:
+    a = parse_card({"title": "Hello  world", "theme": "auto", "utm_source": "x"})
+    b = parse_card({"title": " Hello world ", "template": "DEFAULT", "format": "png"})
+    assert service.key(a) == service.key(b)
+    other = CardService(service.settings, layouts=layouts, fonts=fonts)
+    assert other.key(a) == service.key(a)  # stable across processes
+    assert service.key(a).startswith("card:") and len(service.key(a)) == 5 + 64
+
+
+@pytest.mark.parametrize(
+    "change", [{"format": "jpeg"}, {"v": "2"}, {"theme": "dark"}, {"subtitle": "x"}]
+)
+def test_anything_that_changes_the_bytes_changes_the_key(
+    service: CardService, change: dict[str, str]
+) -> None:
+    base = {"title": "Hello"}
+    assert service.key(parse_card(base)) != service.key(parse_card({**base, **change}))
+
+
+def test_the_font_set_version_is_part_of_the_key(
+    service: CardService, layouts: LayoutRegistry
+) -> None:
+    fake_fonts: Any = SimpleNamespace(version="another-font-set")
+    other = CardService(service.settings, layouts=layouts, fonts=fake_fonts)
+    card = parse_card({"title": "Hello"})
+    assert other.key(card) != service.key(card)
