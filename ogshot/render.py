@@ -240,7 +240,7 @@ def _place_capture(canvas: Image.Image, capture: Image.Image, layout: Layout, sc
     x, y, w, h = _content_box(layout)
     # Cover the box, keeping the top of the page where its headline is.
     fitted = ImageOps.fit(
-        capture.convert("RGB"), (w, h), Image.Resampling.LANCZOS, centering=(0.5, 0.0)
+        capture.convert("RGB"), (w, h), Image.Resampling.BILINEAR, centering=(0.5, 0.0)
     )
     if spec.scrim == "full":
         fitted = Image.blend(fitted, Image.new("RGB", (w, h), scrim), 0.6)
@@ -365,31 +365,37 @@ def _apply_scrim(
 ) -> None:
     """Veil the area around the lines: full ``alpha`` under them, fading out beyond."""
     scale = 4
-    small = Image.new("L", (WIDTH // scale, HEIGHT // scale), 0)
+    margin = 2 * pad
+    left = max(0, min(r[0] for r in rects) - margin)
+    top = max(0, min(r[1] for r in rects) - margin)
+    right = min(WIDTH, max(r[2] for r in rects) + margin)
+    bottom = min(HEIGHT, max(r[3] for r in rects) + margin)
+    size = (right - left, bottom - top)
+    small = Image.new("L", (size[0] // scale + 1, size[1] // scale + 1), 0)
     draw = ImageDraw.Draw(small)
-    for left, top, right, bottom in rects:
+    for x0, y0, x1, y1 in rects:
         draw.rounded_rectangle(
             (
-                (left - pad) // scale,
-                (top - pad) // scale,
-                (right + pad) // scale,
-                (bottom + pad) // scale,
+                (x0 - pad - left) // scale,
+                (y0 - pad - top) // scale,
+                (x1 + pad - left) // scale,
+                (y1 + pad - top) // scale,
             ),
             pad // scale,
             fill=255,
         )
     blurred = small.filter(ImageFilter.GaussianBlur(pad / scale / 2.5))
     # The blur softens the edges outward; under the lines themselves the mask must stay full.
-    small = Image.composite(small, blurred, small.point(lambda v: 255 if v else 0))
-    mask = small.resize((WIDTH, HEIGHT), Image.Resampling.BILINEAR).point(
-        lambda v: round(v * alpha)
-    )
-    hard = Image.new("L", (WIDTH, HEIGHT), 0)
-    hd = ImageDraw.Draw(hard)
+    small = ImageChops.lighter(small, blurred)
     full = math.ceil(alpha * 255)
-    for rect in rects:
-        hd.rectangle((rect[0] - 2, rect[1] - 2, rect[2] + 2, rect[3] + 2), fill=full)
-    canvas.paste(colour, (0, 0, WIDTH, HEIGHT), ImageChops.lighter(mask, hard))
+    mask = small.resize(
+        (small.width * scale, small.height * scale), Image.Resampling.BILINEAR
+    ).crop((0, 0, *size))
+    mask = mask.point(lambda v: (v * full + 127) // 255)
+    hard = ImageDraw.Draw(mask)
+    for x0, y0, x1, y1 in rects:
+        hard.rectangle((x0 - 2 - left, y0 - 2 - top, x1 + 2 - left, y1 + 2 - top), fill=full)
+    canvas.paste(colour, (left, top, right, bottom), mask)
 
 
 def _choose(
