@@ -313,11 +313,17 @@ def _spans(parts: tuple[str, ...], first: int) -> list[tuple[int, int]]:
         end = boundary.get(offset)
         if end is None or end <= begin:
             continue  # a break inside a cluster is no break
+        if end < len(parts) and _hangul(parts[end - 1]) and _hangul(parts[end]):
+            continue  # Korean breaks at spaces, as it is typeset, not between syllables
         spans.append((first + begin, first + end))
         begin = end
     if begin < len(parts):
         spans.append((first + begin, first + len(parts)))
     return spans
+
+
+def _hangul(cluster: str) -> bool:
+    return 0xAC00 <= ord(cluster[0]) <= 0xD7A3
 
 
 class _Lazy:
@@ -337,6 +343,29 @@ class _Lazy:
                 self._items.append(item)
             yield self._items[index]
             index += 1
+
+
+def _balance(
+    setter: Setter,
+    spans: list[tuple[int, int]],
+    width: int,
+    size: int,
+    units: Iterable[tuple[int, int]],
+) -> list[tuple[int, int]]:
+    """The narrowest wrapping with the same number of lines: no lone word on the last line."""
+    count = len(spans)
+    lo, hi = width // 2, width
+    best = spans
+    for _ in range(6):
+        if hi - lo < 8:
+            break
+        mid = (lo + hi) // 2
+        lines, left = setter.wrap(mid, size, count, units)
+        if not left and len(lines) <= count:
+            best, hi = lines, mid
+        else:
+            lo = mid
+    return best
 
 
 def _levels(parts: tuple[str, ...], rtl: bool) -> list[int]:
@@ -434,6 +463,8 @@ def fit(
     size = best if best is not None else min_size
     spans, left, step, ascent, descent = attempt(size)
     left = left or len(text) > len(setter.text)
+    if not left and len(spans) > 1:
+        spans = _balance(setter, spans, width, size, units)
     texts = [setter.parts[i:j] for i, j in spans]
     if left and spans:
         texts[-1] = setter.ellipsize(*spans[-1], width, size)

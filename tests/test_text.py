@@ -153,3 +153,21 @@ def test_any_text_fits_or_is_cut(text: str) -> None:
     assert fitted.height <= 200
     for line in fitted.lines:
         assert line.width <= 601
+
+
+def test_korean_breaks_at_spaces_not_between_syllables(fonts: FontSet) -> None:
+    text = "소셜 네트워크를 위한 빠른 미리보기 카드 소셜 네트워크를 위한 빠른 미리보기 카드"
+    fitted = run_fit(fonts, text, width=500, max_lines=6)
+    words = set(text.split())
+    assert len(fitted.lines) >= 2
+    for line in fitted.lines:
+        assert all(word in words for word in line.text.split()), line.text
+
+
+def test_lines_are_balanced(fonts: FontSet) -> None:
+    # Greedy filling would leave one ideograph alone on the second line.
+    text = "为社交网络快速生成预览卡片，支持所有文字"
+    fitted = run_fit(fonts, text, max_size=80)
+    assert len(fitted.lines) == 2
+    widths = [line.width for line in fitted.lines]
+    assert min(widths) > 0.6 * max(widths)
