@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -287,10 +286,6 @@ class FontSet:
     def has_glyph(self, ch: str) -> bool:
         """Whether any font of the set has ``ch``."""
         return any(ord(ch) in face.coverage for face in self.faces)
-
-
-def is_mark(ch: str) -> bool:
-    return unicodedata.category(ch) in ("Mn", "Mc", "Me")
 
 
 _DEFAULTS: dict[tuple[Path, ...], FontSet] = {}
