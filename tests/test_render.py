@@ -216,3 +216,15 @@ def test_api_caps_the_title_and_renders_every_script(client: TestClient) -> None
     too_long = client.get("/og.png", params={"title": "x" * 301})
     assert 400 <= too_long.status_code < 500
     assert "error" in too_long.json()
+
+
+def test_contact_sheet_command_draws_every_layout(tmp_path: Path) -> None:
+    from ogshot.cli import main
+
+    out = tmp_path / "sheet.png"
+    assert main(["contact-sheet", "-o", str(out), "--width", "120"]) == 0
+    with Image.open(out) as sheet:
+        width, height = sheet.size
+    columns = (width - 150) // (120 + 8)
+    rows = (height - 44) // (63 + 8)
+    assert columns == len(LAYOUTS) and rows == len(TITLES)
