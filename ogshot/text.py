@@ -290,6 +290,10 @@ class Setter:
         for index in _reorder([p[2] for p in pieces]):
             text, family, level = pieces[index]
             rtl = level % 2 == 1
+            if family == EMOJI and rtl:
+                # Colour emoji are drawn as a left-to-right strip: put the clusters in display
+                # order here (a ZWJ sequence or flag stays whole).
+                text, rtl = "".join(reversed(clusters(text))), False
             runs.append(Run(text, family, rtl, self._run_width(text, family, size, rtl)))
         return Line("".join(parts), tuple(runs), sum(r.width for r in runs))
 

@@ -171,3 +171,16 @@ def test_lines_are_balanced(fonts: FontSet) -> None:
     assert len(fitted.lines) == 2
     widths = [line.width for line in fitted.lines]
     assert min(widths) > 0.6 * max(widths)
+
+
+def test_emoji_in_right_to_left_text_run_in_display_order(fonts: FontSet) -> None:
+    fitted = run_fit(fonts, "שלום עולם 🚀🇫🇷👨‍👩‍👧", max_size=40)
+    line = fitted.lines[0]
+    emoji = [run for run in line.runs if run.font == "NotoColorEmoji"]
+    assert all(not run.rtl for run in emoji)
+    # Right to left: the last emoji written comes first from the left, each cluster whole.
+    shown = tuple(c for run in emoji for c in clusters(run.text))
+    assert shown == ("👨\u200d👩\u200d👧", "🇫🇷", "🚀")
+    assert line.runs[-1].font == "NotoSansHebrew"
+    two = run_fit(fonts, "שלום 🚀🎉", max_size=40).lines[0].runs
+    assert [r.text for r in two if r.font == "NotoColorEmoji"] == ["🎉🚀"]
