@@ -395,10 +395,16 @@ def _levels(parts: tuple[str, ...], rtl: bool) -> list[int]:
 
 
 def _representative(cluster: str) -> str:
+    """A character standing for the cluster in the bidi algorithm, of a class it handles."""
     ch = cluster[0]
     if ch.isspace():
         return " "
-    return '"' if unicodedata.bidirectional(ch) in _DROPPED else ch
+    kind = unicodedata.bidirectional(ch)
+    if not kind:
+        return "a"  # unassigned: left to right, the default
+    if kind in _DROPPED or kind in ("LRI", "RLI", "FSI", "PDI"):
+        return '"'  # isolates and dropped controls act as neutrals
+    return ch
 
 
 def _strong_rtl(cluster: str) -> bool:

@@ -184,3 +184,12 @@ def test_emoji_in_right_to_left_text_run_in_display_order(fonts: FontSet) -> Non
     assert line.runs[-1].font == "NotoSansHebrew"
     two = run_fit(fonts, "שלום 🚀🎉", max_size=40).lines[0].runs
     assert [r.text for r in two if r.font == "NotoColorEmoji"] == ["🎉🚀"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["𐫀\U00018d09", "\u2067שלום\u2069 world", "a\u202eb\u202cc", "\U000e0001x", "\u0600\u0601"],
+)
+def test_odd_code_points_do_not_break_the_bidi_pass(fonts: FontSet, text: str) -> None:
+    fitted = run_fit(fonts, text)
+    assert len(fitted.lines) == 1
