@@ -239,9 +239,19 @@ class Setter:
         lines: list[tuple[int, int]] = []
         begin: int | None = None
         end = 0
+        # The line's width so far, spaces included, summed unit by unit: shaping the whole line
+        # again for every unit would cost quadratic time. Sums can differ from the shaped line by
+        # kerning across units, so near the limit the line is shaped whole to decide.
+        running = 0.0
         for i, j in units:
             if begin is not None:
-                if self.width(begin, self._trim(begin, j), size) <= width:
+                estimate = running + self.width(i, self._trim(i, j), size)
+                fits = estimate <= width * 0.97 or (
+                    estimate <= width * 1.03
+                    and self.width(begin, self._trim(begin, j), size) <= width
+                )
+                if fits:
+                    running += self.width(i, j, size)
                     end = j
                     continue
                 lines.append((begin, self._trim(begin, end)))
@@ -250,6 +260,7 @@ class Setter:
                     return lines, True
             if self.width(i, self._trim(i, j), size) <= width:
                 begin, end = i, j
+                running = self.width(i, j, size)
                 continue
             *full, last = self._split(i, self._trim(i, j), width, size, limit - len(lines))
             for piece in full:
@@ -257,6 +268,7 @@ class Setter:
                 if len(lines) >= limit:
                     return lines, True
             begin, end = last[0], j
+            running = self.width(last[0], j, size)
         if begin is not None and self._trim(begin, end) > begin:
             lines.append((begin, self._trim(begin, end)))
         left = bool(lines) and lines[-1][1] < self._trim(0, len(self.parts))
@@ -299,6 +311,19 @@ class Setter:
 
 
 _CHUNK = 64
+#: Characters among which UAX #14 allows a break only after spaces (letters of the alphabetic
+#: scripts, digits, and punctuation that binds to its neighbours): such text is split at spaces
+#: directly, which is exact and far cheaper than the full algorithm.
+_BINDING = frozenset(" .,:;'\"()&")
+_WORDS = re.compile(r"\S+ *| +")
+#: Where UAX #14 decides otherwise than "after spaces only": no break before closing punctuation
+#: (LB13) or after an opening parenthesis (LB14) even across spaces, none between a quote and a
+#: parenthesis (LB15), and a break before a parenthesis that follows punctuation.
+_BINDS_ACROSS_SPACE = re.compile(r"^ | [.,:;)]|\( |[\"'] +\(|[^\w ]\(")
+
+
+def _simple(ch: str) -> bool:
+    return ch in _BINDING or (ch.isalnum() and ord(ch) < 0x0530 and ch.isprintable())
 
 
 @lru_cache(maxsize=1024)
@@ -312,7 +337,10 @@ def _spans(parts: tuple[str, ...], first: int) -> list[tuple[int, int]]:
     boundary[offset] = len(parts)
     spans: list[tuple[int, int]] = []
     begin = offset = 0
-    for unit in line_break_units("".join(parts)):
+    joined = "".join(parts)
+    fast = all(map(_simple, joined)) and not _BINDS_ACROSS_SPACE.search(joined)
+    units = _WORDS.findall(joined) if fast else line_break_units(joined)
+    for unit in units:
         offset += len(unit)
         end = boundary.get(offset)
         if end is None or end <= begin:

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from ogshot.fonts import FontSet
 from ogshot.samples import TITLES
-from ogshot.text import ELLIPSIS, Fitted, clusters, fit
+from ogshot.text import ELLIPSIS, Fitted, clusters, fit, normalise
 
 BOX = {"width": 1040, "height": 300, "max_size": 80, "min_size": 40, "max_lines": 3}
 
@@ -193,3 +193,21 @@ def test_emoji_in_right_to_left_text_run_in_display_order(fonts: FontSet) -> Non
 def test_odd_code_points_do_not_break_the_bidi_pass(fonts: FontSet, text: str) -> None:
     fitted = run_fit(fonts, text)
     assert len(fitted.lines) == 1
+
+
+_SIMPLE_ALPHABET = st.sampled_from(
+    list("abcXYZ019 .,:;'\"()&éßÆøŁżΩλжЯ") + [chr(c) for c in range(0xC0, 0x250, 7)]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(_SIMPLE_ALPHABET, min_size=1, max_size=60))
+def test_fast_breaking_agrees_with_uax14(text: str) -> None:
+    from uniseg.linebreak import line_break_units
+
+    from ogshot.text import _spans
+
+    text = normalise(text) or "a"
+    parts = tuple(text)
+    fast = [text[i:j] for i, j in _spans(parts, 0)]
+    assert fast == [u for u in line_break_units(text)]
