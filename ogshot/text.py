@@ -132,6 +132,7 @@ class Setter:
         self.parts = clusters(text)
         self.picks = self._pick_all(self.parts)
         self._widths: dict[tuple[int, int, int], float] = {}
+        self._plain: dict[tuple[str, int], float] = {}
 
     def _pick_all(self, parts: tuple[str, ...]) -> list[str]:
         """A family per cluster; spaces and punctuation stay in the font of the run before."""
@@ -173,6 +174,18 @@ class Setter:
             )
             if len(self._widths) < 50_000:
                 self._widths[key] = found
+        return found
+
+    def _spaces(self, i: int, j: int, size: int) -> float:
+        """Width of the spaces that end the span ``i:j``."""
+        count = j - self._trim(i, j)
+        return count * self.width_of(" ", size) if count else 0.0
+
+    def width_of(self, text: str, size: int) -> float:
+        key = (text, size)
+        found = self._plain.get(key)
+        if found is None:
+            found = self._plain[key] = self.fonts.get(self.weight, size).getlength(text)
         return found
 
     def _trim(self, i: int, j: int) -> int:
@@ -251,7 +264,7 @@ class Setter:
                     and self.width(begin, self._trim(begin, j), size) <= width
                 )
                 if fits:
-                    running += self.width(i, j, size)
+                    running = estimate + self._spaces(i, j, size)
                     end = j
                     continue
                 lines.append((begin, self._trim(begin, end)))
@@ -260,7 +273,7 @@ class Setter:
                     return lines, True
             if self.width(i, self._trim(i, j), size) <= width:
                 begin, end = i, j
-                running = self.width(i, j, size)
+                running = self.width(i, self._trim(i, j), size) + self._spaces(i, j, size)
                 continue
             *full, last = self._split(i, self._trim(i, j), width, size, limit - len(lines))
             for piece in full:
@@ -268,7 +281,7 @@ class Setter:
                 if len(lines) >= limit:
                     return lines, True
             begin, end = last[0], j
-            running = self.width(last[0], j, size)
+            running = self.width(last[0], last[1], size) + self._spaces(i, j, size)
         if begin is not None and self._trim(begin, end) > begin:
             lines.append((begin, self._trim(begin, end)))
         left = bool(lines) and lines[-1][1] < self._trim(0, len(self.parts))
@@ -490,8 +503,13 @@ def fit(
         lines, left = setter.wrap(width, size, rows, units)
         return lines, left, step, ascent, descent
 
-    lo, hi = min_size, max_size
+    # Most titles fit at the largest size: try it before bisecting.
     best: int | None = None
+    lo, hi = min_size, max_size
+    if not attempt(max_size)[1]:
+        best, lo = max_size, max_size + 1
+    else:
+        hi = max_size - 1
     while lo <= hi:
         mid = (lo + hi) // 2
         if not attempt(mid)[1]:
