@@ -61,6 +61,21 @@ def _templates(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _contact_sheet(args: argparse.Namespace, settings: Settings) -> int:
+    from .contact import contact_sheet
+    from .fonts import FontSet
+    from .service import load_layouts
+
+    sheet = contact_sheet(load_layouts(settings), FontSet.default(), thumb_width=args.width)
+    out = Path(args.out)
+    if out.suffix.lower() in (".jpg", ".jpeg"):
+        sheet.save(out, quality=82, optimize=True, progressive=True)
+    else:
+        sheet.save(out, optimize=True)
+    print(f"{out}: {sheet.width}x{sheet.height}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ogshot", description="Social preview images.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -79,6 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     templates = sub.add_parser("templates", help="list the layouts")
     templates.set_defaults(func=_templates)
+
+    sheet = sub.add_parser(
+        "contact-sheet", help="render every layout with sample titles in many scripts"
+    )
+    sheet.add_argument("-o", "--out", default="contact-sheet.png", help="PNG or JPEG file")
+    sheet.add_argument("--width", type=int, default=400, help="width of each card, in pixels")
+    sheet.set_defaults(func=_contact_sheet)
     return parser
 
 

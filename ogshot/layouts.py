@@ -89,8 +89,16 @@ class CaptureBox(_Strict):
     #: ``cover`` fills the box and crops; the capture's top is kept, where pages put their heading.
     fit: Literal["cover"] = "cover"
     radius: int = Field(default=0, ge=0, le=64)
-    #: Darken the capture under the text: none, a gradient from the bottom, or an even veil.
+    #: Veil the capture under the text (in the palette's ``scrim`` colour): none, a gradient
+    #: from the bottom, or an even veil. Text boxes get more where contrast still falls short.
     scrim: Literal["none", "bottom", "full"] = "bottom"
+    #: ``browser`` draws the capture inside a browser window (title bar, dots, address bar).
+    frame: Literal["none", "browser"] = "none"
+    #: What fills the box on a card without a capture: nothing (the background shows), an accent
+    #: panel, or a sketch of a page.
+    placeholder: Literal["none", "accent", "skeleton"] = "none"
+    #: A soft drop shadow under the box.
+    shadow: bool = False
 
     _box = field_validator("box")(_check_box)
 
@@ -107,7 +115,8 @@ class Layout(_Strict):
     name: str = ""
     version: int = Field(default=1, ge=1)
     description: str = ""
-    background: Literal["solid", "gradient"] = "gradient"
+    #: ``glow`` is the gradient with a soft light of the accent colour in the top right corner.
+    background: Literal["solid", "gradient", "glow"] = "gradient"
     capture: CaptureBox | None = None
     accent_bar: AccentBar | None = None
     title: TextBox

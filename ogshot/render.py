@@ -2,44 +2,43 @@
 
 Nothing here opens a file, makes a request or knows about HTTP. ``RENDERER_VERSION`` names the
 drawing code: bump it whenever a change here can change pixels, so that caches and ETags move on.
+
+A card is drawn in layers: the static part of the layout (background, window frame, shadow,
+placeholder), cached per layout, theme and accent; the capture and its scrim; then each text box.
+Before a box is drawn the pixels under its lines are measured, and the text colour and, when
+needed, a local scrim are chosen so that every pixel behind the text keeps a WCAG contrast of at
+least 4.5:1.
+Text is drawn through a mask the size of its box, so no glyph can leave it.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
-from PIL import Image, ImageChops, ImageDraw, ImageOps, ImageStat
+from PIL import Image, ImageDraw, ImageFilter, ImageOps, ImageStat
 
 from .card import Card
-from .fonts import FontSet
-from .layouts import HEIGHT, WIDTH, Layout, Palette, TextBox
+from .contrast import (
+    RGB,
+    WHITE,
+    Rect,
+    choose_colour,
+    hex_rgb,
+    mix,
+)
+from .fonts import EMOJI, EMOJI_SIZE, FontSet, cjk_region
+from .layouts import HEIGHT, WIDTH, Box, Layout, Palette, TextBox
 from .text import Fitted, fit
 
-RENDERER_VERSION = "1"
+RENDERER_VERSION = "2"
+
 
 ThemeName = Literal["light", "dark"]
-RGB = tuple[int, int, int]
-
-
-def hex_rgb(value: str) -> RGB:
-    return (int(value[1:3], 16), int(value[3:5], 16), int(value[5:7], 16))
-
-
-def relative_luminance(rgb: RGB) -> float:
-    """WCAG 2 relative luminance of an sRGB colour."""
-
-    def channel(c: int) -> float:
-        s = c / 255
-        return s / 12.92 if s <= 0.04045 else ((s + 0.055) / 1.055) ** 2.4
-
-    r, g, b = (channel(c) for c in rgb)
-    return 0.2126 * r + 0.7152 * g + 0.0722 * b
-
-
-def contrast_ratio(a: RGB, b: RGB) -> float:
-    la, lb = sorted((relative_luminance(a), relative_luminance(b)), reverse=True)
-    return (la + 0.05) / (lb + 0.05)
+BLACK: RGB = (0, 0, 0)
+_CHROME_BAR = 44
 
 
 def resolve_theme(card: Card, layout: Layout, capture: Image.Image | None) -> ThemeName:
@@ -52,30 +51,29 @@ def resolve_theme(card: Card, layout: Layout, capture: Image.Image | None) -> Th
     return "light" if mean >= 128 else "dark"
 
 
-@lru_cache(maxsize=64)
-def _background(
-    kind: str, start: str, end: str | None, size: tuple[int, int] = (WIDTH, HEIGHT)
-) -> Image.Image:
-    """The static background layer; computed once per layout and theme, then copied."""
-    if kind == "solid" or end is None:
-        return Image.new("RGB", size, hex_rgb(start))
-    # A diagonal gradient: a horizontal ramp rotated 30°, cropped to the canvas.
+# -- static layers -------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4)
+def _ramp(size: tuple[int, int]) -> Image.Image:
+    """A diagonal 0→255 ramp: a horizontal one rotated 30°, cropped to the canvas."""
     ramp = Image.linear_gradient("L").rotate(-60, expand=True, resample=Image.Resampling.BILINEAR)
     w, h = ramp.size
-    ramp = ramp.crop((w // 4, h // 4, w - w // 4, h - h // 4)).resize(size)
-    return Image.composite(
-        Image.new("RGB", size, hex_rgb(end)), Image.new("RGB", size, hex_rgb(start)), ramp
-    )
+    return ramp.crop((w // 4, h // 4, w - w // 4, h - h // 4)).resize(size)
 
 
-@lru_cache(maxsize=16)
-def _bottom_scrim(size: tuple[int, int], colour: str, strength: int) -> Image.Image:
-    """An RGBA layer that darkens towards the bottom: text stays legible on any capture."""
-    w, h = size
-    alpha = Image.linear_gradient("L").resize((1, h)).point(lambda v: min(255, v * strength // 255))
-    layer = Image.new("RGBA", size, hex_rgb(colour) + (0,))
-    layer.putalpha(alpha.resize(size))
-    return layer
+@lru_cache(maxsize=1)
+def _glow_mask() -> Image.Image:
+    """A soft round light near the top right corner, blurred small and scaled up (cheap)."""
+    small = Image.new("L", (WIDTH // 8, HEIGHT // 8), 0)
+    cx, cy, r = WIDTH // 8 * 0.86, HEIGHT // 8 * 0.02, 46
+    ImageDraw.Draw(small).ellipse((cx - r, cy - r, cx + r, cy + r), fill=150)
+    small = small.filter(ImageFilter.GaussianBlur(18))
+    return small.resize((WIDTH, HEIGHT), Image.Resampling.BICUBIC)
+
+
+def _gradient(size: tuple[int, int], start: RGB, end: RGB) -> Image.Image:
+    return Image.composite(Image.new("RGB", size, end), Image.new("RGB", size, start), _ramp(size))
 
 
 def _rounded_mask(size: tuple[int, int], radius: int) -> Image.Image:
@@ -84,54 +82,194 @@ def _rounded_mask(size: tuple[int, int], radius: int) -> Image.Image:
     return mask
 
 
-def _place_capture(canvas: Image.Image, capture: Image.Image, layout: Layout) -> None:
+def _shadow(canvas: Image.Image, box: Box, radius: int, strength: int) -> None:
+    x, y, w, h = box
+    scale = 4
+    pad = 40
+    small = Image.new("L", ((WIDTH + 2 * pad) // scale, (HEIGHT + 2 * pad) // scale), 0)
+    ImageDraw.Draw(small).rounded_rectangle(
+        (
+            (x + pad) // scale,
+            (y + pad + 14) // scale,
+            (x + w + pad) // scale,
+            (y + h + pad + 14) // scale,
+        ),
+        max(1, radius // scale),
+        fill=strength,
+    )
+    small = small.filter(ImageFilter.GaussianBlur(6))
+    mask = small.resize((WIDTH + 2 * pad, HEIGHT + 2 * pad), Image.Resampling.BICUBIC)
+    canvas.paste(BLACK, (0, 0, WIDTH, HEIGHT), mask.crop((pad, pad, WIDTH + pad, HEIGHT + pad)))
+
+
+def _content_box(layout: Layout) -> Box:
+    """Where the capture goes: the capture box, less the title bar of a browser frame."""
     spec = layout.capture
     assert spec is not None
     x, y, w, h = spec.box
+    if spec.frame == "browser":
+        return (x, y + _CHROME_BAR, w, h - _CHROME_BAR)
+    return spec.box
+
+
+def _draw_frame(canvas: Image.Image, layout: Layout, palette: Palette, dark: bool) -> None:
+    spec = layout.capture
+    assert spec is not None
+    x, y, w, h = spec.box
+    bg, fg = hex_rgb(palette.background), hex_rgb(palette.foreground)
+    chrome = mix(bg, fg, 0.14 if dark else 0.07)
+    draw = ImageDraw.Draw(canvas)
+    draw.rounded_rectangle((x, y, x + w - 1, y + h - 1), spec.radius, fill=chrome)
+    for i, colour in enumerate(((255, 95, 87), (254, 188, 46), (40, 200, 64))):
+        cx, cy = x + 26 + i * 22, y + _CHROME_BAR // 2
+        draw.ellipse((cx - 6, cy - 6, cx + 6, cy + 6), fill=colour)
+    pill = mix(bg, fg, 0.05) if dark else WHITE
+    draw.rounded_rectangle(
+        (x + 110, y + 9, x + w - 110, y + _CHROME_BAR - 9), (_CHROME_BAR - 18) // 2, fill=pill
+    )
+
+
+def _draw_placeholder(
+    canvas: Image.Image, layout: Layout, palette: Palette, accent: RGB, dark: bool
+) -> None:
+    spec = layout.capture
+    assert spec is not None
+    x, y, w, h = _content_box(layout)
+    bg, fg = hex_rgb(palette.background), hex_rgb(palette.foreground)
+    if spec.placeholder == "accent":
+        panel = _gradient((w, h), accent, mix(accent, bg, 0.55))
+        draw = ImageDraw.Draw(panel)
+        # A few soft rings: something to look at where the page would be.
+        ring = mix(accent, WHITE, 0.3)
+        for i in range(4):
+            r = 80 + i * 70
+            cx, cy = w - 60, h // 4
+            draw.ellipse((cx - r, cy - r, cx + r, cy + r), outline=ring, width=3)
+        radius = spec.radius if spec.frame == "none" else 0
+        canvas.paste(panel, (x, y), _rounded_mask((w, h), radius) if radius else None)
+    elif spec.placeholder == "skeleton":
+        page = mix(bg, WHITE, 0.04) if not dark else mix(bg, fg, 0.04)
+        line = mix(page, fg, 0.12)
+        draw = ImageDraw.Draw(canvas)
+        draw.rectangle((x, y, x + w - 1, y + h - 1), fill=page)
+        m = 48
+        draw.rounded_rectangle(
+            (x + m, y + 36, x + m + w // 3, y + 60), 12, fill=mix(page, accent, 0.7)
+        )
+        for i, frac in enumerate((0.82, 0.9, 0.66)):
+            top = y + 92 + i * 34
+            draw.rounded_rectangle(
+                (x + m, top, x + m + int((w - 2 * m) * frac), top + 14), 7, fill=line
+            )
+        block = mix(page, accent, 0.18)
+        draw.rounded_rectangle((x + m, y + 210, x + w // 2 - 12, y + h + 40), 16, fill=block)
+        draw.rounded_rectangle((x + w // 2 + 12, y + 210, x + w - m, y + h + 40), 16, fill=line)
+
+
+def _background(layout: Layout, palette: Palette, accent: RGB) -> Image.Image:
+    start = hex_rgb(palette.background)
+    if layout.background == "solid" or palette.background_end is None:
+        canvas = Image.new("RGB", (WIDTH, HEIGHT), start)
+    else:
+        canvas = _gradient((WIDTH, HEIGHT), start, hex_rgb(palette.background_end))
+    if layout.background == "glow":
+        canvas.paste(accent, (0, 0, WIDTH, HEIGHT), _glow_mask())
+    return canvas
+
+
+@lru_cache(maxsize=64)
+def _static(layout: Layout, theme: ThemeName, accent: RGB, with_capture: bool) -> Image.Image:
+    """Everything of a layout that does not depend on the text or the capture's pixels."""
+    palette = layout.palette(theme)
+    dark = theme == "dark"
+    canvas = _background(layout, palette, accent)
+    spec = layout.capture
+    if spec is not None and (with_capture or spec.placeholder != "none"):
+        if spec.shadow:
+            _shadow(canvas, spec.box, spec.radius, 110 if dark else 60)
+        if spec.frame == "browser":
+            _draw_frame(canvas, layout, palette, dark)
+        if not with_capture:
+            _draw_placeholder(canvas, layout, palette, accent, dark)
+    return canvas
+
+
+@lru_cache(maxsize=16)
+def _bottom_ramp(size: tuple[int, int], strength: int) -> Image.Image:
+    """Clear at the top, rising from a tenth of the way down to ``strength`` at two thirds."""
+    w, h = size
+
+    def ease(v: int) -> int:
+        t = min(1.0, max(0.0, (v / 255 - 0.1) / 0.58))
+        return int(strength * t**0.8 + 0.5)
+
+    return Image.linear_gradient("L").resize((1, h)).point(ease).resize(size)
+
+
+def _place_capture(canvas: Image.Image, capture: Image.Image, layout: Layout, scrim: RGB) -> None:
+    spec = layout.capture
+    assert spec is not None
+    x, y, w, h = _content_box(layout)
     # Cover the box, keeping the top of the page where its headline is.
     fitted = ImageOps.fit(
-        capture.convert("RGB"), (w, h), Image.Resampling.LANCZOS, centering=(0.5, 0.0)
+        capture.convert("RGB"), (w, h), Image.Resampling.BILINEAR, centering=(0.5, 0.0)
     )
-    mask = _rounded_mask((w, h), spec.radius) if spec.radius else None
-    canvas.paste(fitted, (x, y), mask)
     if spec.scrim == "full":
-        veil = Image.new("RGBA", (w, h), (0, 0, 0, 150))
-        canvas.paste(veil, (x, y), veil if mask is None else _mask_and(veil, mask))
+        fitted = Image.blend(fitted, Image.new("RGB", (w, h), scrim), 0.6)
     elif spec.scrim == "bottom":
-        scrim = _bottom_scrim((w, h), "#000000", 235)
-        canvas.paste(scrim, (x, y), scrim if mask is None else _mask_and(scrim, mask))
+        fitted.paste(scrim, (0, 0, w, h), _bottom_ramp((w, h), 228))
+    radius = spec.radius if spec.frame == "none" else 0
+    if spec.frame == "browser" and spec.radius:
+        # Round the bottom corners only: the title bar carries the top ones.
+        mask = Image.new("L", (w, h), 0)
+        ImageDraw.Draw(mask).rounded_rectangle((0, -spec.radius, w - 1, h - 1), spec.radius, 255)
+        canvas.paste(fitted, (x, y), mask)
+    else:
+        canvas.paste(fitted, (x, y), _rounded_mask((w, h), radius) if radius else None)
 
 
-def _mask_and(layer: Image.Image, mask: Image.Image) -> Image.Image:
-    return ImageChops.multiply(layer.getchannel("A"), mask)
+# -- text ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A text box as drawn: where its lines are, in which colour, and with how much scrim."""
+
+    name: str
+    lines: tuple[Rect, ...]
+    colour: RGB
+    scrim: float
+    fitted: Fitted
+
+
+@dataclass(frozen=True)
+class Rendered:
+    image: Image.Image
+    #: The card before any text was drawn (scrims included): what the text is read against.
+    backdrop: Image.Image
+    placed: tuple[Placed, ...]
 
 
 def fit_box(text: str, spec: TextBox, fonts: FontSet) -> Fitted:
     """Fit ``text`` into a layout's text box."""
     _, _, w, h = spec.box
     return fit(
-        text,
+        text.upper() if spec.uppercase else text,
+        fonts=fonts,
+        weight=spec.weight,
         width=w,
         height=h,
         max_size=spec.max_size,
         min_size=spec.min_size,
         max_lines=spec.max_lines,
         line_height=spec.line_height,
-        measure_at=lambda size: fonts.get(spec.weight, size).getlength,
     )
 
 
-def _draw_text(
-    draw: ImageDraw.ImageDraw, text: str, spec: TextBox, fonts: FontSet, fill: RGB
-) -> tuple[int, int]:
-    """Draw ``text`` in its box; returns the vertical extent actually used."""
-    if spec.uppercase:
-        text = text.upper()
-    fitted = fit_box(text, spec, fonts)
-    font = fonts.get(spec.weight, fitted.size)
-    ascent, descent = font.getmetrics()
+def _line_rects(fitted: Fitted, spec: TextBox) -> list[tuple[int, int, Rect]]:
+    """For each line: its left x, its baseline and its rectangle on the canvas."""
     x, y, w, h = spec.box
-    block = (len(fitted.lines) - 1) * fitted.line_height + ascent + descent
+    block = fitted.height
     if spec.valign == "middle":
         top = y + (h - block) // 2
     elif spec.valign == "bottom":
@@ -139,50 +277,140 @@ def _draw_text(
     else:
         top = y
     top = max(y, top)
+    align = spec.align
+    if fitted.rtl:
+        align = {"left": "right", "right": "left", "center": "center"}[align]  # type: ignore[assignment]
+    out = []
     for i, line in enumerate(fitted.lines):
-        baseline = top + ascent + i * fitted.line_height
-        if spec.align == "left":
-            draw.text((x, baseline), line, font=font, fill=fill, anchor="ls")
-        elif spec.align == "center":
-            draw.text((x + w / 2, baseline), line, font=font, fill=fill, anchor="ms")
+        baseline = top + fitted.ascent + i * fitted.line_height
+        width = min(w, math.ceil(line.width))
+        if align == "left":
+            left = x
+        elif align == "center":
+            left = x + (w - width) // 2
         else:
-            draw.text((x + w, baseline), line, font=font, fill=fill, anchor="rs")
-    return top, top + block
+            left = x + w - width
+        rect = (left, baseline - fitted.ascent, left + width, baseline + fitted.descent)
+        out.append((left, baseline, rect))
+    return out
+
+
+@lru_cache(maxsize=256)
+def _emoji(fonts: FontSet, text: str, size: int) -> Image.Image:
+    """A colour emoji run drawn at the font's one bitmap size, then scaled to ``size``."""
+    font = fonts.font(EMOJI, "regular", EMOJI_SIZE)
+    ascent, descent = font.getmetrics()
+    width = max(1, math.ceil(font.getlength(text)))
+    image = Image.new("RGBA", (width, ascent + descent), (0, 0, 0, 0))
+    ImageDraw.Draw(image).text((0, ascent), text, font=font, embedded_color=True, anchor="ls")
+    scale = size / EMOJI_SIZE
+    return image.resize(
+        (max(1, round(width * scale)), max(1, round((ascent + descent) * scale))),
+        Image.Resampling.LANCZOS,
+    )
+
+
+def _draw_box(
+    canvas: Image.Image,
+    fitted: Fitted,
+    spec: TextBox,
+    fonts: FontSet,
+    colour: RGB,
+    rows: list[tuple[int, int, Rect]],
+) -> None:
+    """Draw the lines through a mask the size of the box: nothing can land outside it."""
+    bx, by, bw, bh = spec.box
+    mask = Image.new("L", (bw, bh), 0)
+    draw = ImageDraw.Draw(mask)
+    colour_layer: list[tuple[Image.Image, int, int]] = []
+    region = _region_cjk(fitted)
+    for line, (left, baseline, _) in zip(fitted.lines, rows, strict=True):
+        cx = float(left - bx)
+        for run in line.runs:
+            if run.font == EMOJI:
+                image = _emoji(fonts, run.text, fitted.size)
+                ascent = fonts.font(EMOJI, "regular", EMOJI_SIZE).getmetrics()[0]
+                top = baseline - by - round(ascent * fitted.size / EMOJI_SIZE)
+                colour_layer.append((image, round(cx), top))
+            else:
+                font = fonts.font(run.font, spec.weight, fitted.size, region)
+                draw.text(
+                    (cx, baseline - by),
+                    run.text,
+                    font=font,
+                    fill=255,
+                    anchor="ls",
+                    direction="rtl" if run.rtl else "ltr",
+                )
+            cx += run.width
+    canvas.paste(colour, (bx, by, bx + bw, by + bh), mask)
+    for image, ex, ey in colour_layer:
+        # Clip the bitmap to the box before compositing.
+        left, top = max(0, ex), max(0, ey)
+        right, bottom = min(bw, ex + image.width), min(bh, ey + image.height)
+        if right <= left or bottom <= top:
+            continue
+        piece = image.crop((left - ex, top - ey, right - ex, bottom - ey))
+        canvas.paste(piece, (bx + left, by + top), piece)
+
+
+def _region_cjk(fitted: Fitted) -> str:
+    return cjk_region("".join(line.text for line in fitted.lines))
+
+
+def render_detailed(
+    card: Card, layout: Layout, fonts: FontSet, capture: Image.Image | None = None
+) -> Rendered:
+    """Draw one card and say where its text went, in which colour, over how much scrim."""
+    if layout.capture is None:
+        capture = None
+    theme = resolve_theme(card, layout, capture)
+    palette = layout.palette(theme)
+    other = layout.palette("light" if theme == "dark" else "dark")
+    accent = hex_rgb(card.accent or palette.accent)
+
+    canvas = _static(layout, theme, accent, capture is not None).copy()
+    if capture is not None:
+        _place_capture(canvas, capture, layout, hex_rgb(palette.scrim))
+
+    colours = {
+        "foreground": hex_rgb(palette.foreground),
+        "muted": hex_rgb(palette.muted),
+        "accent": accent,
+    }
+    texts = (
+        ("site", layout.site, card.site_label),
+        ("title", layout.title, card.title),
+        ("subtitle", layout.subtitle, card.subtitle),
+    )
+    planned: list[tuple[str, TextBox, Fitted, list[tuple[int, int, Rect]], RGB, float]] = []
+    for name, spec, text in texts:
+        if spec is None or not text:
+            continue
+        fitted = fit_box(text, spec, fonts)
+        if not fitted.lines:
+            continue
+        rows = _line_rects(fitted, spec)
+        colour, alpha = choose_colour(
+            canvas, [r for *_, r in rows], colours[spec.color], palette, other
+        )
+        planned.append((name, spec, fitted, rows, colour, alpha))
+
+    if layout.accent_bar is not None:
+        x, y, w, h = layout.accent_bar.box
+        ImageDraw.Draw(canvas).rounded_rectangle(
+            (x, y, x + w - 1, y + h - 1), min(w, h) // 2, fill=accent
+        )
+    backdrop = canvas.copy()
+    placed = []
+    for name, spec, fitted, rows, colour, alpha in planned:
+        _draw_box(canvas, fitted, spec, fonts, colour, rows)
+        placed.append(Placed(name, tuple(r for *_, r in rows), colour, alpha, fitted))
+    return Rendered(canvas, backdrop, tuple(placed))
 
 
 def render_card(
     card: Card, layout: Layout, fonts: FontSet, capture: Image.Image | None = None
 ) -> Image.Image:
     """Draw one 1200×630 card. ``capture`` is a decoded page capture, or None for a title card."""
-    if layout.capture is None:
-        capture = None
-    theme = resolve_theme(card, layout, capture)
-    palette: Palette = layout.palette(theme)
-    accent = hex_rgb(card.accent or palette.accent)
-
-    canvas = _background(layout.background, palette.background, palette.background_end).copy()
-    text_palette = palette
-    if capture is not None:
-        _place_capture(canvas, capture, layout)
-        if layout.capture is not None and layout.capture.scrim != "none":
-            # Text sits on the darkened capture: light text whatever the theme.
-            text_palette = layout.dark
-
-    draw = ImageDraw.Draw(canvas)
-    if layout.accent_bar is not None:
-        x, y, w, h = layout.accent_bar.box
-        draw.rounded_rectangle((x, y, x + w - 1, y + h - 1), min(w, h) // 2, fill=accent)
-
-    colours = {
-        "foreground": hex_rgb(text_palette.foreground),
-        "muted": hex_rgb(text_palette.muted),
-        "accent": accent,
-    }
-    site = card.site_label
-    if layout.site is not None and site:
-        _draw_text(draw, site, layout.site, fonts, colours[layout.site.color])
-    if card.title:
-        _draw_text(draw, card.title, layout.title, fonts, colours[layout.title.color])
-    if layout.subtitle is not None and card.subtitle:
-        _draw_text(draw, card.subtitle, layout.subtitle, fonts, colours[layout.subtitle.color])
-    return canvas
+    return render_detailed(card, layout, fonts, capture).image

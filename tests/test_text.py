@@ -1,0 +1,213 @@
+from __future__ import annotations
+
+import pytest
+from bidi import get_display
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ogshot.fonts import FontSet
+from ogshot.samples import TITLES
+from ogshot.text import ELLIPSIS, Fitted, clusters, fit, normalise
+
+BOX = {"width": 1040, "height": 300, "max_size": 80, "min_size": 40, "max_lines": 3}
+
+SCRIPTS = dict(TITLES) | {
+    "url": "https://example.com/a/very/long/path/that/goes/on/and/on/forever/index.html?q=1",
+    "long-2000": ("Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 40)[:2000],
+    "word-300": "x" * 300,
+    "zalgo": "Z̷̛̮a̴͙l̵̰g̸̱o̷̗ " * 40,
+    "flags": "🇫🇷🇯🇵🇧🇷🇺🇦🇰🇷🇩🇪🇮🇹🇪🇸🇺🇸🇨🇦🇲🇽🇦🇷" * 4,
+}
+
+
+def run_fit(fonts: FontSet, text: str, **over: int) -> Fitted:
+    spec = BOX | over
+    return fit(text, fonts=fonts, weight="bold", line_height=1.12, **spec)
+
+
+def visible(fitted: Fitted) -> str:
+    return " ".join(line.text for line in fitted.lines)
+
+
+@pytest.mark.parametrize("label", sorted(SCRIPTS))
+def test_every_script_fits_its_box_with_real_glyphs(fonts: FontSet, label: str) -> None:
+    text = SCRIPTS[label]
+    fitted = run_fit(fonts, text)
+    assert 1 <= len(fitted.lines) <= BOX["max_lines"]
+    assert BOX["min_size"] <= fitted.size <= BOX["max_size"]
+    assert fitted.height <= BOX["height"]
+    by_name = {face.name: face for face in fonts.faces}
+    for line in fitted.lines:
+        assert line.width <= BOX["width"] + 1, (label, line.text)
+        for run in line.runs:
+            for cluster in clusters(run.text):
+                base = cluster[0]
+                if base.isspace() or not fonts.has_glyph(base):
+                    continue
+                # No .notdef: the run's font has the cluster's base character.
+                assert ord(base) in by_name[run.font].coverage, (label, cluster, run.font)
+
+
+def test_no_glyph_of_the_samples_is_missing_from_every_font(fonts: FontSet) -> None:
+    for label, title in TITLES:
+        for ch in title:
+            if ch.isspace() or ch in "\u200d\ufe0f":
+                continue
+            assert fonts.has_glyph(ch), (label, ch)
+
+
+@pytest.mark.parametrize("label", sorted(SCRIPTS))
+def test_grapheme_clusters_are_never_split(fonts: FontSet, label: str) -> None:
+    text = SCRIPTS[label]
+    fitted = run_fit(fonts, text, width=300)
+    whole = set(clusters(text)) | {ELLIPSIS, " "}
+    for line in fitted.lines:
+        for cluster in clusters(line.text):
+            assert cluster in whole, (label, cluster)
+
+
+def test_cjk_breaks_between_characters(fonts: FontSet) -> None:
+    text = "为社交网络快速生成预览卡片支持所有文字为社交网络快速生成预览卡片"
+    fitted = run_fit(fonts, text, width=500, max_lines=6)
+    assert len(fitted.lines) >= 2
+    assert not fitted.truncated
+    assert "".join(line.text for line in fitted.lines) == text
+
+
+def test_latin_breaks_only_between_words(fonts: FontSet) -> None:
+    text = "Typography caching and captures explained for people who share pages everywhere"
+    fitted = run_fit(fonts, text, width=500, max_lines=6)
+    assert not fitted.truncated
+    words = set(text.split())
+    assert len(fitted.lines) >= 2
+    for line in fitted.lines:
+        assert all(word in words for word in line.text.split()), line.text
+
+
+def test_a_long_url_breaks_rather_than_overflows(fonts: FontSet) -> None:
+    fitted = run_fit(fonts, SCRIPTS["url"], width=400)
+    assert len(fitted.lines) == 3
+    assert all(line.width <= 400 + 1 for line in fitted.lines)
+
+
+def test_long_title_is_cut_with_an_ellipsis_at_the_minimum_size(fonts: FontSet) -> None:
+    fitted = run_fit(fonts, SCRIPTS["long-2000"])
+    assert fitted.truncated
+    assert fitted.size == BOX["min_size"]
+    assert fitted.lines[-1].text.endswith(ELLIPSIS)
+
+
+def test_short_title_takes_the_maximum_size(fonts: FontSet) -> None:
+    fitted = run_fit(fonts, "Hello")
+    assert fitted.size == BOX["max_size"] and not fitted.truncated
+
+
+def test_shrinks_before_cutting(fonts: FontSet) -> None:
+    text = "A title long enough that it must shrink a little to fit in three lines of this box"
+    fitted = run_fit(fonts, text, width=700)
+    assert BOX["min_size"] < fitted.size < BOX["max_size"]
+    assert not fitted.truncated
+    assert visible(fitted) == text
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\t\n "])
+def test_whitespace_only_sets_nothing(fonts: FontSet, text: str) -> None:
+    assert run_fit(fonts, text).lines == ()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "שלום עולם hello world",
+        "مرحبا بالعالم 2024 كيف حالك",
+        "Read עברית inside English",
+        "دليل Python الجديد للمطورين",
+    ],
+)
+def test_display_order_matches_the_bidi_algorithm(fonts: FontSet, text: str) -> None:
+    fitted = run_fit(fonts, text, width=1040, max_size=40)
+    assert len(fitted.lines) == 1
+    line = fitted.lines[0]
+    shown = "".join(run.text[::-1] if run.rtl else run.text for run in line.runs)
+    assert shown == get_display(line.text)
+
+
+def test_rtl_paragraph_is_flagged(fonts: FontSet) -> None:
+    assert run_fit(fonts, "שלום עולם").rtl
+    assert not run_fit(fonts, "Hello שלום").rtl
+
+
+def test_arabic_is_one_joined_run_per_word_group(fonts: FontSet) -> None:
+    fitted = run_fit(fonts, "مرحبا بالعالم", max_size=40)
+    runs = fitted.lines[0].runs
+    assert [r.font for r in runs] == ["NotoSansArabic"]
+    assert runs[0].rtl
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.text(min_size=0, max_size=400))
+def test_any_text_fits_or_is_cut(text: str) -> None:
+    fonts = FontSet.default()
+    fitted = run_fit(fonts, text, width=600, height=200, max_size=60, min_size=24)
+    assert len(fitted.lines) <= BOX["max_lines"]
+    assert fitted.height <= 200
+    for line in fitted.lines:
+        assert line.width <= 601
+
+
+def test_korean_breaks_at_spaces_not_between_syllables(fonts: FontSet) -> None:
+    text = "소셜 네트워크를 위한 빠른 미리보기 카드 소셜 네트워크를 위한 빠른 미리보기 카드"
+    fitted = run_fit(fonts, text, width=500, max_lines=6)
+    words = set(text.split())
+    assert len(fitted.lines) >= 2
+    for line in fitted.lines:
+        assert all(word in words for word in line.text.split()), line.text
+
+
+def test_lines_are_balanced(fonts: FontSet) -> None:
+    # Greedy filling would leave one ideograph alone on the second line.
+    text = "为社交网络快速生成预览卡片，支持所有文字"
+    fitted = run_fit(fonts, text, max_size=80)
+    assert len(fitted.lines) == 2
+    widths = [line.width for line in fitted.lines]
+    assert min(widths) > 0.6 * max(widths)
+
+
+def test_emoji_in_right_to_left_text_run_in_display_order(fonts: FontSet) -> None:
+    fitted = run_fit(fonts, "שלום עולם 🚀🇫🇷👨‍👩‍👧", max_size=40)
+    line = fitted.lines[0]
+    emoji = [run for run in line.runs if run.font == "NotoColorEmoji"]
+    assert all(not run.rtl for run in emoji)
+    # Right to left: the last emoji written comes first from the left, each cluster whole.
+    shown = tuple(c for run in emoji for c in clusters(run.text))
+    assert shown == ("👨\u200d👩\u200d👧", "🇫🇷", "🚀")
+    assert line.runs[-1].font == "NotoSansHebrew"
+    two = run_fit(fonts, "שלום 🚀🎉", max_size=40).lines[0].runs
+    assert [r.text for r in two if r.font == "NotoColorEmoji"] == ["🎉🚀"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["𐫀\U00018d09", "\u2067שלום\u2069 world", "a\u202eb\u202cc", "\U000e0001x", "\u0600\u0601"],
+)
+def test_odd_code_points_do_not_break_the_bidi_pass(fonts: FontSet, text: str) -> None:
+    fitted = run_fit(fonts, text)
+    assert len(fitted.lines) == 1
+
+
+_SIMPLE_ALPHABET = st.sampled_from(
+    list("abcXYZ019 .,:;'\"()&éßÆøŁżΩλжЯ") + [chr(c) for c in range(0xC0, 0x250, 7)]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(_SIMPLE_ALPHABET, min_size=1, max_size=60))
+def test_fast_breaking_agrees_with_uax14(text: str) -> None:
+    from uniseg.linebreak import line_break_units
+
+    from ogshot.text import _spans
+
+    text = normalise(text) or "a"
+    parts = tuple(text)
+    fast = [text[i:j] for i, j in _spans(parts, 0)]
+    assert fast == [u for u in line_break_units(text)]
