@@ -33,7 +33,7 @@ from .fonts import EMOJI, EMOJI_SIZE, FontSet, cjk_region
 from .layouts import HEIGHT, WIDTH, Box, Layout, Palette, TextBox
 from .text import Fitted, fit
 
-RENDERER_VERSION = "2"
+RENDERER_VERSION = "3"
 
 
 ThemeName = Literal["light", "dark"]

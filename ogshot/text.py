@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -247,8 +247,13 @@ class Setter:
 
     def wrap(
         self, width: float, size: int, limit: int, units: Iterable[tuple[int, int]]
-    ) -> tuple[list[tuple[int, int]], bool]:
-        """Greedy wrapping into at most ``limit`` lines; also says whether clusters were left."""
+    ) -> tuple[list[tuple[int, int]], bool, bool]:
+        """Greedy wrapping into at most ``limit`` lines.
+
+        Also says whether clusters were left over, and whether a unit (a word) had to be cut
+        because it is wider than the line.
+        """
+        broke = False
         lines: list[tuple[int, int]] = []
         begin: int | None = None
         end = 0
@@ -270,22 +275,23 @@ class Setter:
                 lines.append((begin, self._trim(begin, end)))
                 begin = None
                 if len(lines) >= limit:
-                    return lines, True
+                    return lines, True, broke
             if self.width(i, self._trim(i, j), size) <= width:
                 begin, end = i, j
                 running = self.width(i, self._trim(i, j), size) + self._spaces(i, j, size)
                 continue
+            broke = True
             *full, last = self._split(i, self._trim(i, j), width, size, limit - len(lines))
             for piece in full:
                 lines.append(piece)
                 if len(lines) >= limit:
-                    return lines, True
+                    return lines, True, broke
             begin, end = last[0], j
             running = self.width(last[0], last[1], size) + self._spaces(i, j, size)
         if begin is not None and self._trim(begin, end) > begin:
             lines.append((begin, self._trim(begin, end)))
         left = bool(lines) and lines[-1][1] < self._trim(0, len(self.parts))
-        return lines, left
+        return lines, left, broke
 
     def ellipsize(self, i: int, j: int, width: float, size: int) -> tuple[str, ...]:
         """The longest cluster prefix of the line that fits ``width`` with an ellipsis after it."""
@@ -396,8 +402,12 @@ def _balance(
     width: int,
     size: int,
     units: Iterable[tuple[int, int]],
+    broke: bool,
 ) -> list[tuple[int, int]]:
-    """The narrowest wrapping with the same number of lines: no lone word on the last line."""
+    """The narrowest wrapping with the same number of lines: no lone word on the last line.
+
+    A narrower wrapping that would cut a word the full width keeps whole is not taken.
+    """
     count = len(spans)
     lo, hi = width // 2, width
     best = spans
@@ -405,8 +415,8 @@ def _balance(
         if hi - lo < 8:
             break
         mid = (lo + hi) // 2
-        lines, left = setter.wrap(mid, size, count, units)
-        if not left and len(lines) <= count:
+        lines, left, cut = setter.wrap(mid, size, count, units)
+        if not left and len(lines) <= count and (broke or not cut):
             best, hi = lines, mid
         else:
             lo = mid
@@ -494,33 +504,45 @@ def fit(
     setter = Setter(fonts, weight, text[: stop * 8])
     units = _Lazy(setter.units(stop))
 
-    def attempt(size: int) -> tuple[list[tuple[int, int]], bool, int, int, int]:
+    def attempt(size: int) -> tuple[list[tuple[int, int]], bool, bool, int, int, int]:
         ascent, descent = setter.metrics(size)
         step = max(1, round(size * line_height))
         rows = max(0, min(max_lines, (height - ascent - descent) // step + 1))
         if rows == 0:
-            return [], True, step, ascent, descent
-        lines, left = setter.wrap(width, size, rows, units)
-        return lines, left, step, ascent, descent
+            return [], True, False, step, ascent, descent
+        lines, left, broke = setter.wrap(width, size, rows, units)
+        return lines, left, broke, step, ascent, descent
 
-    # Most titles fit at the largest size: try it before bisecting.
-    best: int | None = None
-    lo, hi = min_size, max_size
-    if not attempt(max_size)[1]:
-        best, lo = max_size, max_size + 1
-    else:
-        hi = max_size - 1
-    while lo <= hi:
-        mid = (lo + hi) // 2
-        if not attempt(mid)[1]:
-            best, lo = mid, mid + 1
-        else:
-            hi = mid - 1
+    def largest(accept: Callable[[int], bool]) -> int | None:
+        # Most titles fit at the largest size: try it before bisecting.
+        if accept(max_size):
+            return max_size
+        best: int | None = None
+        lo, hi = min_size, max_size - 1
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            if accept(mid):
+                best, lo = mid, mid + 1
+            else:
+                hi = mid - 1
+        return best
+
+    def whole(size: int) -> bool:
+        _, left, broke, *_ = attempt(size)
+        return not left and not broke
+
+    def complete(size: int) -> bool:
+        return not attempt(size)[1]
+
+    # Shrinking beats cutting a word; cutting (a URL, a very long word) beats an ellipsis.
+    best = largest(whole)
+    if best is None:
+        best = largest(complete)
     size = best if best is not None else min_size
-    spans, left, step, ascent, descent = attempt(size)
+    spans, left, broke, step, ascent, descent = attempt(size)
     left = left or len(text) > len(setter.text)
     if not left and len(spans) > 1:
-        spans = _balance(setter, spans, width, size, units)
+        spans = _balance(setter, spans, width, size, units, broke)
     texts = [setter.parts[i:j] for i, j in spans]
     if left and spans:
         texts[-1] = setter.ellipsize(*spans[-1], width, size)

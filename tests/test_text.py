@@ -211,3 +211,25 @@ def test_fast_breaking_agrees_with_uax14(text: str) -> None:
     parts = tuple(text)
     fast = [text[i:j] for i, j in _spans(parts, 0)]
     assert fast == [u for u in line_break_units(text)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Γρήγορες κάρτες για κοινωνικά δίκτυα",  # "κοινωνικά" was cut in the narrow split layout
+        "Ţ̬ȩ̂x̧t w̃ith c̆ombining m̄arks",
+        "Internationalization considerations",
+    ],
+)
+def test_a_word_is_not_cut_when_a_smaller_size_keeps_it_whole(fonts: FontSet, text: str) -> None:
+    fitted = run_fit(fonts, text, width=528, max_size=64, min_size=30, max_lines=5)
+    assert not fitted.truncated
+    # Every line ends at a word boundary: the words come back whole, none split across lines.
+    assert [w for line in fitted.lines for w in line.text.split()] == normalise(text).split()
+
+
+def test_balancing_never_cuts_a_word(fonts: FontSet) -> None:
+    # Balancing narrows the measure; it must not narrow it below the longest word.
+    text = "Supercalifragilisticexpialidocious is quite a word"
+    fitted = run_fit(fonts, text, width=1040, max_size=80, min_size=40, max_lines=3)
+    assert [w for line in fitted.lines for w in line.text.split()] == text.split()
