@@ -14,6 +14,7 @@ capture: header, text, a JPEG-served photograph). Then, on the default layout:
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import itertools
 import json
@@ -101,7 +102,7 @@ def other_formats(registry: LayoutRegistry, fonts: FontSet, n: int) -> dict[str,
     image = render_card(card, layout, fonts, synthetic_capture(2))
     out: dict[str, Any] = {}
     for fmt in ("png", "jpeg", "webp"):
-        out[fmt] = summary(timings(lambda fmt=fmt: enc.encode(image, fmt), max(5, n // 2)))
+        out[fmt] = summary(timings(functools.partial(enc.encode, image, fmt), max(5, n // 2)))
         out[fmt]["bytes"] = len(enc.encode(image, fmt))
     grainy = render_card(card, layout, fonts, synthetic_capture(2, photo_quality=None))
     out["png_raw_grain"] = summary(timings(lambda: enc.encode(grainy, "png"), 5))
