@@ -27,6 +27,7 @@ from .fonts import FontSet
 from .layouts import LayoutRegistry, builtin_dir
 from .render import RENDERER_VERSION, render_card
 from .settings import Settings
+from .workers import ProcessRenderer
 
 log = logging.getLogger("ogshot")
 
@@ -72,7 +73,11 @@ class CardService:
             cache = MemoryCache(max_bytes) if max_bytes > 0 else NullCache()
         self.cache = cache
         self.capture = capture or NullCapture()
+        self._processes = _process_renderer(settings, self.fonts)
         threads = settings.render_threads or min(4, os.cpu_count() or 1)
+        if self._processes is not None:
+            # Each thread then only waits on a worker process: one per process keeps them busy.
+            threads = max(threads, self._processes.processes)
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ogshot-render")
         self._inflight: dict[str, asyncio.Task[CardResult]] = {}
         #: How many cards this process has rendered: tests and metrics read it.
@@ -138,7 +143,22 @@ class CardService:
 
     def _render(self, card: Card, capture: Image.Image | None) -> bytes:
         self.renders += 1
+        if self._processes is not None:
+            layout = self.layouts.get(card.template)
+            return self._processes.render(card, layout, capture, self.fonts)
         return make_card_bytes(card, self.layouts, self.fonts, capture)
+
+
+def _process_renderer(settings: Settings, fonts: FontSet) -> ProcessRenderer | None:
+    """Worker processes when they pay: measured on two cores, they render two to three times
+    as many cards per second as threads, which the GIL serialises (see ogshot/workers.py)."""
+    cores = os.cpu_count() or 1
+    processes = settings.render_processes
+    if processes is None:
+        processes = cores if cores > 1 else 0
+    if processes == 0 or not ProcessRenderer.usable(fonts):
+        return None
+    return ProcessRenderer(processes)
 
 
 def load_layouts(settings: Settings) -> LayoutRegistry:
