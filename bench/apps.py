@@ -15,6 +15,7 @@ from ogshot.settings import Settings
 
 
 def ogshot_app() -> FastAPI:
+    """ogshot as served, except that only OGSHOT_* variables of the environment count."""
     return create_app(Settings(_env_file=None, capture="none"))  # type: ignore[call-arg]
 
 

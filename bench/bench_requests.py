@@ -4,7 +4,8 @@
 
 Each server runs under uvicorn (one worker) in its own process; ``wrk`` makes the load
 (skipped with a message when it is not installed). ``cold`` asks for a new card on every
-request, ``hit`` repeats one card, ``304`` repeats it with a matching ``If-None-Match``.
+request (``cold_processes``: rendered in one worker process per core instead of threads),
+``hit`` repeats one card, ``304`` repeats it with a matching ``If-None-Match``.
 """
 
 from __future__ import annotations
@@ -88,6 +89,13 @@ def figures(seconds: int = 4, connections: int = 8) -> dict[str, Any]:
             out["cold"] = wrk(base + "/og.png", seconds, connections, ["-s", str(script)])
         out["hit"] = wrk(base + card_url, seconds, connections)
         out["304"] = wrk(base + card_url, seconds, connections, ["-H", f"If-None-Match: {etag}"])
+    # The same cold load with rendering in worker processes instead of threads.
+    cores = str(os.cpu_count() or 1)
+    with serve("bench.apps:ogshot_app", {"OGSHOT_RENDER_PROCESSES": cores}) as base:
+        with tempfile.TemporaryDirectory() as tmp:
+            script = Path(tmp) / "cold.lua"
+            script.write_text(_COLD_LUA)
+            out["cold_processes"] = wrk(base + "/og.png", seconds, connections, ["-s", str(script)])
     with serve("bench.apps:bare_app", {"BENCH_BODY_BYTES": str(size)}) as base:
         out["bare"] = wrk(base + "/og.png", seconds, connections)
     out["body_bytes"] = size
@@ -104,7 +112,7 @@ def main() -> None:
     if "skipped" in fig:
         print(f"HTTP benchmark skipped: {fig['skipped']}")
     else:
-        for name in ("cold", "hit", "304", "bare"):
+        for name in ("cold", "cold_processes", "hit", "304", "bare"):
             print(f"{name:>5}: {fig[name]:9.0f} req/s")
         print(f"cache hits reach {fig['hit_vs_bare']:.0%} of the bare endpoint")
     print(json.dumps(fig))

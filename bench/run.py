@@ -66,14 +66,15 @@ def main() -> None:
     else:
         print("| HTTP, one worker | requests/s |")
         print("|---|---:|")
-        for name in ("cold", "hit", "304", "bare"):
+        for name in ("cold", "cold_processes", "hit", "304", "bare"):
             if name in http:
                 print(f"| {name} | {http[name]:.0f} |")
     mem = fig["memory"]
     print()
     print(
-        f"RSS after {mem['cards']} distinct cards: {mem['rss_mb']:.0f} MB (peak "
-        f"{mem['peak_rss_mb']:.0f} MB), cache budget {mem['budget_mb']:.0f} MB: "
+        f"RSS after {mem['cards']} distinct cards: {mem['rss_mb']:.0f} MB (service "
+        f"{mem['service_rss_mb']:.0f} MB, render workers {mem['workers_rss_mb']:.0f} MB), "
+        f"cache budget {mem['budget_mb']:.0f} MB: "
         f"{mem['over_budget_mb']:+.0f} MB against a target of +150 MB."
     )
     ratios: dict[str, float] = {

@@ -150,15 +150,11 @@ class CardService:
 
 
 def _process_renderer(settings: Settings, fonts: FontSet) -> ProcessRenderer | None:
-    """Worker processes when they pay: measured on two cores, they render two to three times
-    as many cards per second as threads, which the GIL serialises (see ogshot/workers.py)."""
-    cores = os.cpu_count() or 1
-    processes = settings.render_processes
-    if processes is None:
-        processes = cores if cores > 1 else 0
-    if processes == 0 or not ProcessRenderer.usable(fonts):
+    """Worker processes only when asked for: they win on pure rendering, but behind HTTP on two
+    cores the threads served more cold cards per second, in less memory (README, Performance)."""
+    if settings.render_processes == 0 or not ProcessRenderer.usable(fonts):
         return None
-    return ProcessRenderer(processes)
+    return ProcessRenderer(settings.render_processes)
 
 
 def load_layouts(settings: Settings) -> LayoutRegistry:

@@ -62,8 +62,8 @@ class Settings(BaseSettings):
 
     # Rendering
     render_threads: int = Field(default=0, ge=0, le=64)
-    #: Worker processes that render cards; unset = one per core on a multi-core machine.
-    render_processes: int | None = Field(default=None, ge=0, le=64)
+    #: Worker processes that render cards; 0 renders in the threads (see ogshot/workers.py).
+    render_processes: int = Field(default=0, ge=0, le=64)
 
     @field_validator("templates_dir", "cache_dir")
     @classmethod

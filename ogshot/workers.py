@@ -2,8 +2,10 @@
 
 Measured on two cores, a thread pool barely renders more cards per second with two threads than
 with one: text shaping (``getlength`` through RAQM) and the Python around it hold the GIL. Worker
-processes do scale, for the price of one interpreter each (about 60 MB) and of pickling each
-card, its layout and its capture across.
+processes do scale on pure rendering (batch pre-rendering, many cores), for the price of one
+interpreter each (about 60 MB) and of pickling each card, its layout and its capture across.
+Behind HTTP on two cores, where the event loop needs a core too, threads served more cold cards
+per second: so processes are opt-in (``OGSHOT_RENDER_PROCESSES``).
 
 Every worker builds the default font set itself; a service whose fonts differ from it (by their
 content digest) renders in threads instead, so that a process never draws with other fonts than
