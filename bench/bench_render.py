@@ -196,7 +196,11 @@ def table(fig: dict[str, Any]) -> str:
         row("title card, ogshot", vv["ogshot"])
         row("title card, @vercel/og 0.11.1", vv["vercel_og"])
     for fmt, r in fig["formats"].items():
-        row(f"screenshot card, {fmt} encode only", r)
+        if fmt == "png_raw_grain":
+            name = "screenshot card over a raw-grain photo, PNG encode only"
+            row(f"{name} (over 600 KB: second pass)", r)
+        else:
+            row(f"screenshot card, {fmt} encode only", r)
     lines.append("")
     lines.append(
         f"Ratios (same run): screenshot card vs Pillow default PNG {vp['ratio_total']:.1f}x "
