@@ -27,7 +27,7 @@ from .fonts import FontSet
 from .layouts import LayoutRegistry, builtin_dir
 from .render import RENDERER_VERSION, render_card
 from .settings import Settings
-from .workers import ProcessRenderer
+from .workers import ProcessRenderer, tune_allocator
 
 log = logging.getLogger("ogshot")
 
@@ -73,6 +73,7 @@ class CardService:
             cache = MemoryCache(max_bytes) if max_bytes > 0 else NullCache()
         self.cache = cache
         self.capture = capture or NullCapture()
+        tune_allocator()
         self._processes = _process_renderer(settings, self.fonts)
         threads = settings.render_threads or min(4, os.cpu_count() or 1)
         if self._processes is not None:
