@@ -20,6 +20,7 @@ from ogshot.card import Card
 from ogshot.fonts import FontSet
 from ogshot.layouts import LayoutRegistry, builtin_dir
 from ogshot.service import make_card_bytes
+from ogshot.workers import tune_allocator
 
 from .common import synthetic_capture
 
@@ -27,6 +28,7 @@ _state: dict[str, object] = {}
 
 
 def _init() -> None:
+    tune_allocator()  # as the service does
     _state["layouts"] = LayoutRegistry.load(builtin_dir())
     _state["fonts"] = FontSet.default()
     _state["capture"] = synthetic_capture(3)

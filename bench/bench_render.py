@@ -31,6 +31,7 @@ from ogshot.card import Card
 from ogshot.fonts import FONT_DIR, FontSet
 from ogshot.layouts import LayoutRegistry, builtin_dir
 from ogshot.render import fit_box, render_card
+from ogshot.workers import tune_allocator
 
 from .common import summary, synthetic_capture, timings
 
@@ -155,6 +156,7 @@ def against_vercel(
 
 
 def figures(n: int = 30, vercel_modules: str | None = None) -> dict[str, Any]:
+    tune_allocator()  # as the service does
     registry = LayoutRegistry.load(builtin_dir())
     fonts = FontSet.default()
     modules = vercel_modules or os.environ.get("OGSHOT_BENCH_VERCEL_MODULES")
