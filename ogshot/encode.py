@@ -1,32 +1,155 @@
 """Image encoding: the last, and most expensive, step of making a card.
 
+PNG is the default format and its cost is almost all deflate. Pillow's encoder pairs zlib with a
+per-row adaptive filter; at its default level a 1200×630 card with a photograph in it takes well
+over 100 ms. Here the PNG is written by hand instead: every row gets the ``Up`` filter (computed
+in one pass with Pillow's own C code), and the rows go through ISA-L's deflate (``isal``), which
+is roughly ten times faster than zlib for a similar size. Measured on real cards, ``Up`` gives
+the best size for the time: ``None`` is a third larger on photographs, ``Sub`` and ``Average``
+land within a few percent of ``Up``, and ``Paeth`` or a per-row choice cost more than the whole
+deflate for 0-3 % less. When ``isal`` cannot be imported, Pillow's encoder does the work.
+
+A card whose fast PNG comes out over :data:`PNG_SIZE_BUDGET` (a capture full of photographic
+grain) is encoded a second time with more effort, and the smaller result wins: the common case
+stays fast and the rare heavy case stays as small as a lossless format allows.
+
 ``ENCODER_VERSION`` goes into cache keys: a change of encoder settings changes bytes.
 """
 
 from __future__ import annotations
 
 import io
+import struct
+import zlib
+from collections.abc import Callable
+from types import ModuleType
 
-from PIL import Image
+from PIL import Image, ImageChops
 
-ENCODER_VERSION = "pillow-1"
+try:  # ISA-L's deflate; optional at run time, so a platform without a wheel still works.
+    from isal import isal_zlib as _isal
+
+    _fast_deflate: ModuleType | None = _isal
+except ImportError:  # pragma: no cover - exercised by monkeypatching in the tests
+    _fast_deflate = None
+
+#: 2: hand-written PNG around ISA-L's deflate; WebP at method 0.
+ENCODER_VERSION = "2"
 
 #: Quality for lossy formats: high enough that title text keeps crisp edges.
 JPEG_QUALITY = 88
 WEBP_QUALITY = 86
+#: libwebp's effort (0-6). Measured on cards: 0 takes a quarter of the default 4's time for
+#: 10-20 % more bytes, still a tenth of the PNG; 2 saves a further 10 % at one and a half times 0.
+WEBP_METHOD = 0
+
+#: ISA-L level for the fast path: 2 is as fast as 1 here and a little smaller.
+ISAL_LEVEL = 2
+#: Over this many bytes, a PNG is worth a slower second attempt at a smaller size.
+PNG_SIZE_BUDGET = 600 * 1024
+#: Pillow's level when ``isal`` is missing: level 1 is three times faster than the default 6.
+PILLOW_PNG_LEVEL = 1
+
+_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: PNG colour types by Pillow mode; other modes are converted to RGB or RGBA first.
+_COLOUR_TYPES: dict[str, tuple[int, int]] = {
+    "L": (0, 1),
+    "RGB": (2, 3),
+    "LA": (4, 2),
+    "RGBA": (6, 4),
+}
+_FILTER_NONE, _FILTER_UP = b"\x00", b"\x02"
 
 
 def encode(image: Image.Image, fmt: str) -> bytes:
-    """Encode an RGB card as ``png``, ``jpeg`` or ``webp``."""
-    out = io.BytesIO()
+    """Encode a card as ``png``, ``jpeg`` or ``webp``."""
     if fmt == "png":
-        image.save(out, "PNG", compress_level=1)
-    elif fmt == "jpeg":
+        return encode_png(image)
+    out = io.BytesIO()
+    if fmt == "jpeg":
         image.convert("RGB").save(
             out, "JPEG", quality=JPEG_QUALITY, optimize=False, progressive=False
         )
     elif fmt == "webp":
-        image.save(out, "WEBP", quality=WEBP_QUALITY, method=2)
+        image.save(out, "WEBP", quality=WEBP_QUALITY, method=WEBP_METHOD)
     else:
         raise ValueError(f"unknown image format {fmt!r}")
+    return out.getvalue()
+
+
+def encode_png(image: Image.Image) -> bytes:
+    """A lossless PNG of ``image``: the fast writer when ``isal`` is there, else Pillow's."""
+    image = _png_ready(image)
+    if _fast_deflate is None:
+        return _pillow_png(image, PILLOW_PNG_LEVEL)
+    body = fast_png(image)
+    if len(body) > PNG_SIZE_BUDGET:
+        # Rare: a capture full of grain. zlib's best effort with Pillow's adaptive filters
+        # usually shaves another 5-10 % off; keep whichever is smaller.
+        heavy = _pillow_png(image, 6)
+        if len(heavy) < len(body):
+            return heavy
+    return body
+
+
+def fast_png(image: Image.Image) -> bytes:
+    """The fast writer alone, with ISA-L's deflate (``isal`` must be importable)."""
+    assert _fast_deflate is not None
+    deflate: Callable[[bytes, int], bytes] = _fast_deflate.compress
+    return write_png(image, lambda data: deflate(data, ISAL_LEVEL))
+
+
+def write_png(image: Image.Image, deflate: Callable[[bytes], bytes]) -> bytes:
+    """Write ``image`` (mode L, LA, RGB or RGBA) as a PNG with one IDAT, every row ``Up``-filtered.
+
+    ``deflate`` turns the filtered rows into a zlib stream (header, data, Adler-32).
+    """
+    colour_type, channels = _COLOUR_TYPES[image.mode]
+    width, height = image.size
+    stride = width * channels
+    raw = up_filtered(image).tobytes()
+    # The first row has no row above it: ``Up`` on it equals ``None``; saying None is plainer.
+    rows = [_FILTER_NONE + raw[:stride]]
+    rows.extend(_FILTER_UP + raw[y * stride : (y + 1) * stride] for y in range(1, height))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
+    return b"".join(
+        (
+            _SIGNATURE,
+            _chunk(b"IHDR", ihdr),
+            _chunk(b"IDAT", deflate(b"".join(rows))),
+            _chunk(b"IEND", b""),
+        )
+    )
+
+
+def up_filtered(image: Image.Image) -> Image.Image:
+    """Each pixel minus the pixel above it, modulo 256: PNG's ``Up`` filter, all in C.
+
+    The first row is kept as it is (it is subtracted from nothing).
+    """
+    width, height = image.size
+    above = Image.new(image.mode, image.size)
+    if height > 1:
+        above.paste(image.crop((0, 0, width, height - 1)), (0, 1))
+    return ImageChops.subtract_modulo(image, above)
+
+
+def _chunk(tag: bytes, data: bytes) -> bytes:
+    crc = zlib.crc32(data, zlib.crc32(tag))
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", crc)
+
+
+def _png_ready(image: Image.Image) -> Image.Image:
+    """The image in a mode PNG stores directly (L, LA, RGB, RGBA)."""
+    if image.mode in _COLOUR_TYPES:
+        return image
+    has_alpha = image.mode in ("PA", "La") or "transparency" in image.info
+    if image.mode == "RGBa":
+        has_alpha = True
+    return image.convert("RGBA" if has_alpha else "RGB")
+
+
+def _pillow_png(image: Image.Image, level: int) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "PNG", compress_level=level)
     return out.getvalue()

@@ -80,6 +80,8 @@ class Settings(BaseSettings):
 
     # Rendering
     render_threads: int = Field(default=0, ge=0, le=64)
+    #: Worker processes that render cards; 0 renders in the threads (see ogshot/workers.py).
+    render_processes: int = Field(default=0, ge=0, le=64)
 
     @field_validator("templates_dir", "cache_dir")
     @classmethod

@@ -1,0 +1,231 @@
+"""Render + encode time per layout, and ogshot against its peers on the same card.
+
+    python -m bench.bench_render [--n 30] [--vercel-modules DIR]
+
+Every layout of the registry is measured, title card and screenshot card (a synthetic page
+capture: header, text, a JPEG-served photograph). Then, on the default layout:
+
+- the screenshot card through ogshot's encoder and through Pillow's default PNG path;
+- the title card by ogshot and by @vercel/og (``bench/vercel_og.mjs``; skipped without Node or
+  without the npm packages: ``npm install @vercel/og@0.11.1 satori@0.33.5`` in DIR);
+- JPEG and WebP encodes, and a capture of raw photographic grain (the PNG worst case).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import io
+import itertools
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from ogshot import encode as enc
+from ogshot.card import Card
+from ogshot.fonts import FONT_DIR, FontSet
+from ogshot.layouts import LayoutRegistry, builtin_dir
+from ogshot.render import fit_box, render_card
+from ogshot.workers import tune_allocator
+
+from .common import summary, synthetic_capture, timings
+
+TITLE = "Ship social cards that load before the crawler gives up"
+SUBTITLE = "A fast, careful og:image service"
+SITE = "ogshot.dev"
+HERE = Path(__file__).resolve().parent
+
+
+def _pillow_default_png(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "PNG")  # Pillow's defaults: zlib level 6, adaptive filters
+    return out.getvalue()
+
+
+def per_layout(registry: LayoutRegistry, fonts: FontSet, n: int) -> dict[str, Any]:
+    """Render + encode (PNG) of distinct cards, for each layout: title card and screenshot card."""
+    capture = synthetic_capture(1)
+    counter = itertools.count()
+    out: dict[str, Any] = {}
+    for layout in registry:
+
+        def title_card(layout: Any = layout) -> bytes:
+            card = Card(title=f"{TITLE} #{next(counter)}", subtitle=SUBTITLE, site=SITE)
+            return enc.encode(render_card(card, layout, fonts), "png")
+
+        def shot_card(layout: Any = layout) -> bytes:
+            card = Card(title=f"{TITLE} #{next(counter)}", subtitle=SUBTITLE, site=SITE)
+            return enc.encode(render_card(card, layout, fonts, capture), "png")
+
+        out[layout.name] = {
+            "title": summary(timings(title_card, n)) | {"bytes": len(title_card())},
+            "screenshot": summary(timings(shot_card, max(5, n // 2))) | {"bytes": len(shot_card())},
+        }
+    return out
+
+
+def against_pillow(registry: LayoutRegistry, fonts: FontSet, n: int) -> dict[str, Any]:
+    """The same screenshot card through ogshot's encoder and through Pillow's default PNG."""
+    layout = registry.get("default")
+    capture = synthetic_capture(2)
+    card = Card(title=TITLE, subtitle=SUBTITLE, site=SITE)
+    image = render_card(card, layout, fonts, capture)
+    reps = max(5, n // 3)
+    ours_total = summary(
+        timings(lambda: enc.encode(render_card(card, layout, fonts, capture), "png"), reps)
+    )
+    pillow_total = summary(
+        timings(lambda: _pillow_default_png(render_card(card, layout, fonts, capture)), reps)
+    )
+    ours_encode = summary(timings(lambda: enc.encode(image, "png"), reps))
+    pillow_encode = summary(timings(lambda: _pillow_default_png(image), reps))
+    render_only = summary(timings(lambda: render_card(card, layout, fonts, capture), reps))
+    return {
+        "render_ms": render_only["median_ms"],
+        "ogshot": ours_total | {"bytes": len(enc.encode(image, "png"))},
+        "pillow_default": pillow_total | {"bytes": len(_pillow_default_png(image))},
+        "ogshot_encode": ours_encode,
+        "pillow_default_encode": pillow_encode,
+        "ratio_total": pillow_total["median_ms"] / ours_total["median_ms"],
+        "ratio_encode": pillow_encode["median_ms"] / ours_encode["median_ms"],
+    }
+
+
+def other_formats(registry: LayoutRegistry, fonts: FontSet, n: int) -> dict[str, Any]:
+    """Encode-only times and sizes of one screenshot card in each format, and the PNG worst case."""
+    layout = registry.get("default")
+    card = Card(title=TITLE, subtitle=SUBTITLE, site=SITE)
+    image = render_card(card, layout, fonts, synthetic_capture(2))
+    out: dict[str, Any] = {}
+    for fmt in ("png", "jpeg", "webp"):
+        out[fmt] = summary(timings(functools.partial(enc.encode, image, fmt), max(5, n // 2)))
+        out[fmt]["bytes"] = len(enc.encode(image, fmt))
+    grainy = render_card(card, layout, fonts, synthetic_capture(2, photo_quality=None))
+    out["png_raw_grain"] = summary(timings(lambda: enc.encode(grainy, "png"), 5))
+    out["png_raw_grain"]["bytes"] = len(enc.encode(grainy, "png"))
+    out["png_raw_grain"]["fast_bytes"] = len(enc.fast_png(grainy))
+    return out
+
+
+def against_vercel(
+    registry: LayoutRegistry, fonts: FontSet, n: int, modules: str | None
+) -> dict[str, Any]:
+    """The default title card by ogshot and by @vercel/og, or why the peer was skipped."""
+    node = shutil.which("node")
+    if node is None:
+        return {"skipped": "node is not installed"}
+    if not modules or not (Path(modules) / "node_modules" / "@vercel" / "og").is_dir():
+        return {
+            "skipped": "no @vercel/og: run `npm install @vercel/og@0.11.1 satori@0.33.5` in a "
+            "folder and pass it as --vercel-modules (or OGSHOT_BENCH_VERCEL_MODULES)"
+        }
+    layout = registry.get("default")
+    card = Card(title=TITLE, subtitle=SUBTITLE, site=SITE, theme="dark")
+    spec = {
+        "title": TITLE,
+        "subtitle": SUBTITLE,
+        "site": SITE,
+        "title_size": fit_box(TITLE, layout.title, fonts).size,
+    }
+    proc = subprocess.run(
+        [
+            node,
+            str(HERE / "vercel_og.mjs"),
+            modules,
+            str(FONT_DIR / "inter"),
+            json.dumps(spec),
+            str(n),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if proc.returncode != 0:
+        return {"skipped": f"@vercel/og failed: {proc.stderr.strip()[-300:]}"}
+    peer = json.loads(proc.stdout.strip().splitlines()[-1])
+    theirs = summary([ms / 1000 for ms in peer["samples_ms"]]) | {"bytes": peer["bytes"]}
+    ours = summary(timings(lambda: enc.encode(render_card(card, layout, fonts), "png"), n))
+    ours["bytes"] = len(enc.encode(render_card(card, layout, fonts), "png"))
+    return {"ogshot": ours, "vercel_og": theirs, "ratio": theirs["median_ms"] / ours["median_ms"]}
+
+
+def figures(n: int = 30, vercel_modules: str | None = None) -> dict[str, Any]:
+    tune_allocator()  # as the service does
+    registry = LayoutRegistry.load(builtin_dir())
+    fonts = FontSet.default()
+    modules = vercel_modules or os.environ.get("OGSHOT_BENCH_VERCEL_MODULES")
+    return {
+        "encoder": enc.ENCODER_VERSION,
+        "layouts": per_layout(registry, fonts, n),
+        "vs_pillow": against_pillow(registry, fonts, n),
+        "vs_vercel_og": against_vercel(registry, fonts, n, modules),
+        "formats": other_formats(registry, fonts, n),
+    }
+
+
+def _ms(row: dict[str, Any]) -> str:
+    return f"{row['median_ms']:7.1f} {row['p95_ms']:7.1f}"
+
+
+def table(fig: dict[str, Any]) -> str:
+    """The figures as a Markdown table: what the README shows."""
+    lines = [
+        "| measurement | median ms | p95 ms | bytes |",
+        "|---|---:|---:|---:|",
+    ]
+
+    def row(name: str, r: dict[str, Any]) -> None:
+        lines.append(
+            f"| {name} | {r['median_ms']:.1f} | {r['p95_ms']:.1f} | {r.get('bytes', '')} |"
+        )
+
+    for name, per in fig["layouts"].items():
+        row(f"`{name}` title card, render + PNG", per["title"])
+        row(f"`{name}` screenshot card, render + PNG", per["screenshot"])
+    vp = fig["vs_pillow"]
+    row("screenshot card, render + ogshot PNG", vp["ogshot"])
+    row("screenshot card, render + Pillow default PNG", vp["pillow_default"])
+    row("screenshot card, ogshot PNG encode only", vp["ogshot_encode"])
+    row("screenshot card, Pillow default PNG encode only", vp["pillow_default_encode"])
+    vv = fig["vs_vercel_og"]
+    if "skipped" not in vv:
+        row("title card, ogshot", vv["ogshot"])
+        row("title card, @vercel/og 0.11.1", vv["vercel_og"])
+    for fmt, r in fig["formats"].items():
+        if fmt == "png_raw_grain":
+            name = "screenshot card over a raw-grain photo, PNG encode only"
+            row(f"{name} (over 600 KB: second pass)", r)
+        else:
+            row(f"screenshot card, {fmt} encode only", r)
+    lines.append("")
+    lines.append(
+        f"Ratios (same run): screenshot card vs Pillow default PNG {vp['ratio_total']:.1f}x "
+        f"end to end, {vp['ratio_encode']:.1f}x encode only"
+        + (
+            f"; title card vs @vercel/og {vv['ratio']:.1f}x"
+            if "skipped" not in vv
+            else f"; @vercel/og skipped: {vv['skipped']}"
+        )
+        + "."
+    )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=30, help="timed repetitions per measurement")
+    parser.add_argument("--vercel-modules", help="folder with @vercel/og installed by npm")
+    args = parser.parse_args()
+    fig = figures(args.n, args.vercel_modules)
+    print(table(fig))
+    print(json.dumps(fig))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Shared pieces of the benchmarks: a realistic synthetic page capture and timing helpers."""
+
+from __future__ import annotations
+
+import io
+import random
+import statistics
+import time
+from collections.abc import Callable
+
+from PIL import Image, ImageDraw, ImageFilter
+
+
+def synthetic_capture(
+    seed: int = 0, size: tuple[int, int] = (1280, 800), photo_quality: int | None = 85
+) -> Image.Image:
+    """A page capture as a browser would return it: a header, text, and a large photograph.
+
+    The photograph is smooth shapes under sensor-like grain, served as a JPEG of
+    ``photo_quality`` as web pages serve photographs (``None`` keeps the raw grain: the worst
+    case for a lossless encoder). It covers half the page, so it dominates the PNG's size.
+    """
+    rng = random.Random(seed)
+    w, h = size
+    page = Image.new("RGB", size, (250, 250, 252))
+    draw = ImageDraw.Draw(page)
+    draw.rectangle((0, 0, w, 64), fill=(24, 32, 56))
+    for i in range(5):
+        draw.rounded_rectangle((40 + i * 140, 22, 150 + i * 140, 42), 6, fill=(200, 210, 230))
+    # The hero photograph: blurred blobs of colour, then grain.
+    photo_box = (40, 96, w - 40, 96 + int(h * 0.55))
+    pw, ph = photo_box[2] - photo_box[0], photo_box[3] - photo_box[1]
+    photo = Image.new("RGB", (pw, ph), (rng.randrange(256), rng.randrange(256), rng.randrange(256)))
+    pdraw = ImageDraw.Draw(photo)
+    for _ in range(40):
+        cx, cy, r = rng.randrange(pw), rng.randrange(ph), rng.randrange(20, 240)
+        colour = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
+        pdraw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=colour)
+    photo = photo.filter(ImageFilter.GaussianBlur(18))
+    grain = Image.effect_noise((pw, ph), 24).convert("RGB")
+    photo = Image.blend(photo, grain, 0.18)
+    if photo_quality is not None:
+        served = io.BytesIO()
+        photo.save(served, "JPEG", quality=photo_quality)
+        photo = Image.open(served).convert("RGB")
+    page.paste(photo, photo_box[:2])
+    # Lines of "text" under it.
+    y = photo_box[3] + 32
+    while y < h - 24:
+        line_w = rng.randrange(w // 3, w - 80)
+        draw.rectangle((40, y, 40 + line_w, y + 10), fill=(60, 64, 72))
+        y += 26
+    return page
+
+
+def timings(fn: Callable[[], object], n: int, warmup: int = 2) -> list[float]:
+    """Wall-clock seconds of ``n`` calls of ``fn`` after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    """Median and 95th percentile, in milliseconds."""
+    ordered = sorted(samples)
+    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+    return {"median_ms": statistics.median(ordered) * 1000, "p95_ms": p95 * 1000, "n": len(ordered)}

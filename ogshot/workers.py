@@ -1,0 +1,135 @@
+"""Where cards render: the memory they render in, and optional worker processes.
+
+A card's render and encode allocate a few full-size buffers (3 MB each). glibc serves buffers
+that large with fresh ``mmap`` pages and gives them back on ``free``, so every card paid about
+2,000 page faults again, up to 8 ms: :func:`tune_allocator` keeps such buffers in the heap for
+reuse instead.
+
+Worker processes render cards in parallel, free of the GIL.
+
+Measured on two cores, a thread pool barely renders more cards per second with two threads than
+with one: text shaping (``getlength`` through RAQM) and the Python around it hold the GIL. Worker
+processes do scale on pure rendering (batch pre-rendering, many cores), for the price of one
+interpreter each (about 60 MB) and of pickling each card, its layout and its capture across.
+Behind HTTP on two cores, where the event loop needs a core too, threads served more cold cards
+per second: so processes are opt-in (``OGSHOT_RENDER_PROCESSES``).
+
+Every worker builds the default font set itself; a service whose fonts differ from it (by their
+content digest) renders in threads instead, so that a process never draws with other fonts than
+the ones its cache key names. One pool is shared by every service of the interpreter and started
+on first use ("spawn": safe beside the event loop's threads).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import multiprocessing
+import platform
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from PIL import Image
+
+from .card import Card
+from .encode import encode
+from .fonts import FontSet
+from .layouts import Layout
+from .render import render_card
+
+log = logging.getLogger("ogshot")
+
+_worker_fonts: FontSet | None = None
+
+#: glibc ``mallopt`` parameters (malloc.h).
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+#: Buffers below this come from the heap and are reused: a card's are 2-4 MB.
+MMAP_THRESHOLD = 16 * 1024 * 1024
+#: Free heap memory kept before it is returned to the system.
+TRIM_THRESHOLD = 64 * 1024 * 1024
+
+
+def tune_allocator() -> bool:
+    """Keep card-sized buffers in the heap, on glibc; True when the allocator was tuned."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    mallopt = ctypes.CDLL(name).mallopt
+    mmap_ok: bool = mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+    trim_ok: bool = mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+    return mmap_ok and trim_ok
+
+
+def _start_worker() -> None:
+    global _worker_fonts
+    tune_allocator()
+    _worker_fonts = FontSet.default()
+
+
+def _render_here(card: Card, layout: Layout, capture: Image.Image | None) -> bytes:
+    """Runs inside a worker process."""
+    assert _worker_fonts is not None
+    return encode(render_card(card, layout, _worker_fonts, capture), card.format)
+
+
+class ProcessRenderer:
+    """Renders and encodes cards in ``processes`` worker processes shared by the interpreter."""
+
+    _lock = threading.Lock()
+    _pools: dict[int, ProcessPoolExecutor] = {}
+
+    def __init__(self, processes: int) -> None:
+        self.processes = processes
+
+    @staticmethod
+    def usable(fonts: FontSet) -> bool:
+        """Whether workers, which load the default fonts, would draw exactly with ``fonts``."""
+        return fonts.version == FontSet.default().version
+
+    def _pool(self) -> ProcessPoolExecutor:
+        with self._lock:
+            pool = self._pools.get(self.processes)
+            if pool is None:
+                pool = ProcessPoolExecutor(
+                    self.processes,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_start_worker,
+                )
+                self._pools[self.processes] = pool
+            return pool
+
+    def _forget(self, pool: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._pools.get(self.processes) is pool:
+                del self._pools[self.processes]
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    def render(
+        self, card: Card, layout: Layout, capture: Image.Image | None, fonts: FontSet
+    ) -> bytes:
+        """The card's bytes, made in a worker; blocks the calling thread (not the event loop).
+
+        A worker that died (killed, out of memory) breaks its pool: the pool is replaced for
+        the next card and this one is made here, in the calling thread, with ``fonts``.
+        """
+        pool = self._pool()
+        try:
+            return pool.submit(_render_here, card, layout, capture).result()
+        except BrokenProcessPool:
+            log.warning("render worker died; starting new workers")
+            self._forget(pool)
+            return encode(render_card(card, layout, fonts, capture), card.format)
+
+    @classmethod
+    def shutdown_all(cls) -> None:
+        """Stop every worker (tests and orderly exits; the interpreter also does it at exit)."""
+        with cls._lock:
+            pools = list(cls._pools.values())
+            cls._pools.clear()
+        for pool in pools:
+            pool.shutdown(wait=True, cancel_futures=True)

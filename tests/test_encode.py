@@ -1,0 +1,204 @@
+from __future__ import annotations
+
+import importlib.util
+import io
+import random
+import shutil
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from PIL import Image, ImageDraw, ImageFilter
+
+from ogshot import encode as enc
+from ogshot.card import Card
+from ogshot.fonts import FontSet
+from ogshot.layouts import LayoutRegistry
+from ogshot.render import render_card
+
+from .conftest import decode
+
+PNGCHECK = shutil.which("pngcheck")
+
+
+def _noise(mode: str, size: tuple[int, int], seed: int) -> Image.Image:
+    rng = random.Random(seed)
+    bands = len(Image.new(mode, (1, 1)).getbands())
+    data = rng.randbytes(size[0] * size[1] * bands)
+    return Image.frombytes(mode, size, data)
+
+
+def _photo(mode: str, seed: int) -> Image.Image:
+    """Smooth colour shapes under grain: what a photograph in a capture looks like."""
+    rng = random.Random(seed)
+    image = Image.new("RGB", (320, 200), (rng.randrange(256), 90, 40))
+    draw = ImageDraw.Draw(image)
+    for _ in range(12):
+        x, y, r = rng.randrange(320), rng.randrange(200), rng.randrange(10, 80)
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=(rng.randrange(256), 120, 200))
+    image = image.filter(ImageFilter.GaussianBlur(6))
+    image = Image.blend(image, Image.effect_noise(image.size, 30).convert("RGB"), 0.2)
+    if mode == "RGBA":
+        image.putalpha(Image.linear_gradient("L").resize(image.size))
+    return image.convert(mode)
+
+
+def _flat(mode: str, seed: int) -> Image.Image:
+    colour = {"L": 200, "LA": (200, 128), "RGB": (12, 34, 56), "RGBA": (12, 34, 56, 78)}[mode]
+    return Image.new(mode, (300, 150), colour)  # type: ignore[arg-type]
+
+
+IMAGES = {
+    "noise": lambda mode, seed: _noise(mode, (257, 131), seed),
+    "photo": _photo,
+    "flat": _flat,
+    "one-row": lambda mode, seed: _noise(mode, (64, 1), seed),
+    "one-pixel": lambda mode, seed: _noise(mode, (1, 1), seed),
+}
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "LA"])
+@pytest.mark.parametrize("kind", sorted(IMAGES))
+def test_png_round_trip_is_lossless(mode: str, kind: str) -> None:
+    source = IMAGES[kind](mode, 7)
+    body = enc.encode(source, "png")
+    decoded = decode(body)
+    assert decoded.format == "PNG"
+    assert decoded.mode == mode
+    assert decoded.size == source.size
+    assert decoded.tobytes() == source.tobytes()
+
+
+def _chunks(body: bytes) -> list[tuple[bytes, bytes]]:
+    assert body[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, out = 8, []
+    while pos < len(body):
+        (length,) = struct.unpack(">I", body[pos : pos + 4])
+        tag, data = body[pos + 4 : pos + 8], body[pos + 8 : pos + 8 + length]
+        (crc,) = struct.unpack(">I", body[pos + 8 + length : pos + 12 + length])
+        assert crc == zlib.crc32(tag + data), f"bad CRC on {tag!r}"
+        out.append((tag, data))
+        pos += 12 + length
+    return out
+
+
+def test_png_structure_is_what_browsers_expect() -> None:
+    body = enc.write_png(_photo("RGB", 1), lambda data: zlib.compress(data, 1))
+    chunks = _chunks(body)
+    assert [tag for tag, _ in chunks] == [b"IHDR", b"IDAT", b"IEND"]
+    width, height, depth, colour, comp, filt, interlace = struct.unpack(">IIBBBBB", chunks[0][1])
+    assert (width, height, depth, colour, comp, filt, interlace) == (320, 200, 8, 2, 0, 0, 0)
+    raw = zlib.decompress(chunks[1][1])
+    assert len(raw) == height * (1 + width * 3)
+    # Every row starts with a valid filter type: None on the first row, Up on the others.
+    assert raw[0] == 0
+    assert {raw[y * (1 + width * 3)] for y in range(1, height)} == {2}
+
+
+def test_up_filter_matches_definition() -> None:
+    image = _noise("RGB", (9, 5), 3)
+    filtered = enc.up_filtered(image).tobytes()
+    raw = image.tobytes()
+    stride = 9 * 3
+    for y in range(5):
+        for x in range(stride):
+            above = raw[(y - 1) * stride + x] if y else 0
+            assert filtered[y * stride + x] == (raw[y * stride + x] - above) % 256
+
+
+def _pngcheck(tmp_path: Path, body: bytes, name: str) -> subprocess.CompletedProcess[str]:
+    assert PNGCHECK is not None, "pngcheck is a test dependency (scripts/test installs it)"
+    path = tmp_path / name
+    path.write_bytes(body)
+    return subprocess.run([PNGCHECK, "-v", str(path)], capture_output=True, text=True, check=False)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "LA"])
+def test_pngcheck_accepts_output(tmp_path: Path, mode: str) -> None:
+    result = _pngcheck(tmp_path, enc.encode(_photo(mode, 2), "png"), f"{mode}.png")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "No errors detected" in result.stdout
+
+
+def test_pngcheck_rejects_a_corrupted_file(tmp_path: Path) -> None:
+    # The checker is real: flip one byte inside the IDAT data and it must complain.
+    body = bytearray(enc.encode(_photo("RGB", 2), "png"))
+    body[60] ^= 0xFF
+    assert _pngcheck(tmp_path, bytes(body), "bad.png").returncode != 0
+
+
+def test_rendered_cards_encode_losslessly_and_pass_pngcheck(
+    tmp_path: Path, layouts: LayoutRegistry, fonts: FontSet
+) -> None:
+    capture = _photo("RGB", 5).resize((1280, 800))
+    for layout in layouts:
+        for cap in (None, capture):
+            image = render_card(Card(title="Fast cards", subtitle="Lossless"), layout, fonts, cap)
+            body = enc.encode(image, "png")
+            assert decode(body).tobytes() == image.convert("RGB").tobytes()
+            assert len(body) <= enc.PNG_SIZE_BUDGET
+            result = _pngcheck(tmp_path, body, f"{layout.name}.png")
+            assert result.returncode == 0, result.stdout
+
+
+def test_over_budget_png_falls_back_to_the_smaller_encoding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    image = _photo("RGB", 9)
+    fast = enc.fast_png(image)
+    heavy = io.BytesIO()
+    image.save(heavy, "PNG", compress_level=6)
+    monkeypatch.setattr(enc, "PNG_SIZE_BUDGET", 1)
+    body = enc.encode_png(image)
+    assert decode(body).tobytes() == image.tobytes()
+    assert len(body) == min(len(fast), len(heavy.getvalue()))
+
+
+def _encode_without_isal(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """A fresh copy of ogshot.encode, imported while ``isal`` cannot be imported."""
+    monkeypatch.setitem(sys.modules, "isal", None)
+    monkeypatch.setitem(sys.modules, "isal.isal_zlib", None)
+    spec = importlib.util.spec_from_file_location("ogshot_encode_without_isal", enc.__file__)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])
+def test_fallback_without_isal_is_valid_and_lossless(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    module = _encode_without_isal(monkeypatch)
+    assert module._fast_deflate is None
+    source = _photo(mode, 4)
+    body = module.encode(source, "png")
+    assert decode(body).tobytes() == source.tobytes()
+    assert _pngcheck(tmp_path, body, "fallback.png").returncode == 0
+
+
+def test_other_modes_are_converted_before_writing() -> None:
+    palette = _noise("RGB", (40, 30), 1).convert("P")
+    decoded = decode(enc.encode(palette, "png"))
+    assert decoded.mode == "RGB"
+    assert decoded.tobytes() == palette.convert("RGB").tobytes()
+
+
+@pytest.mark.parametrize(("fmt", "pil_format"), [("jpeg", "JPEG"), ("webp", "WEBP")])
+def test_lossy_formats_decode_close_to_the_source(fmt: str, pil_format: str) -> None:
+    source = _photo("RGB", 6)
+    decoded = decode(enc.encode(source, fmt))
+    assert decoded.format == pil_format
+    assert decoded.size == source.size
+    pairs = zip(decoded.convert("RGB").tobytes(), source.tobytes(), strict=True)
+    diff = [abs(a - b) for a, b in pairs]
+    assert sum(diff) / len(diff) < 12
+
+
+def test_unknown_format_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown image format"):
+        enc.encode(Image.new("RGB", (2, 2)), "gif")

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import resource
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ogshot.card import Card
+from ogshot.fonts import FontSet
+from ogshot.layouts import LayoutRegistry
+from ogshot.service import CardService, make_card_bytes
+from ogshot.settings import Settings
+from ogshot.workers import ProcessRenderer, tune_allocator
+
+
+@pytest.fixture
+def processes() -> Iterator[ProcessRenderer]:
+    renderer = ProcessRenderer(2)
+    yield renderer
+    ProcessRenderer.shutdown_all()
+
+
+def _settings(**kwargs: object) -> Settings:
+    return Settings(_env_file=None, capture="none", **kwargs)  # type: ignore[call-arg, arg-type]
+
+
+def test_worker_bytes_equal_in_thread_bytes(
+    processes: ProcessRenderer, layouts: LayoutRegistry, fonts: FontSet
+) -> None:
+    for fmt in ("png", "jpeg", "webp"):
+        card = Card(title="Made in a worker", subtitle="or not", format=fmt)
+        here = make_card_bytes(card, layouts, fonts)
+        there = processes.render(card, layouts.get(card.template), None, fonts)
+        assert there == here
+
+
+def test_worker_renders_a_capture(
+    processes: ProcessRenderer, layouts: LayoutRegistry, fonts: FontSet
+) -> None:
+    from PIL import Image
+
+    capture = Image.linear_gradient("L").convert("RGB").resize((1280, 800))
+    card = Card(title="Over a capture")
+    there = processes.render(card, layouts.get("default"), capture, fonts)
+    assert there == make_card_bytes(card, layouts, fonts, capture)
+
+
+def test_service_uses_processes_when_asked(layouts: LayoutRegistry, fonts: FontSet) -> None:
+    service = CardService(_settings(render_processes=2), layouts=layouts, fonts=fonts)
+    assert service._processes is not None and service._processes.processes == 2
+    try:
+        result = asyncio.run(service.card(Card(title="Through the pool")))
+        expected = make_card_bytes(Card(title="Through the pool"), layouts, fonts)
+        assert result.entry.body == expected
+        assert service.renders == 1
+    finally:
+        asyncio.run(service.aclose())
+        ProcessRenderer.shutdown_all()
+
+
+def test_zero_processes_renders_in_threads(layouts: LayoutRegistry, fonts: FontSet) -> None:
+    service = CardService(_settings(render_processes=0), layouts=layouts, fonts=fonts)
+    assert service._processes is None
+
+
+def test_other_fonts_keep_rendering_in_threads(tmp_path: Path, layouts: LayoutRegistry) -> None:
+    # Workers load the default fonts: a service with any other set must not hand them its cards.
+    other = FontSet.from_dirs([tmp_path])  # Inter alone, no fallback families
+    assert not ProcessRenderer.usable(other)
+    service = CardService(_settings(render_processes=2), layouts=layouts, fonts=other)
+    assert service._processes is None
+
+
+def test_a_dead_worker_costs_no_card(
+    processes: ProcessRenderer, layouts: LayoutRegistry, fonts: FontSet
+) -> None:
+    card = Card(title="Still made")
+    layout = layouts.get("default")
+    processes.render(card, layout, None, fonts)  # workers are up
+    pool = processes._pool()
+    for pid in list(pool._processes):  # the only way to reach the workers
+        os.kill(pid, signal.SIGKILL)
+    body = processes.render(card, layout, None, fonts)
+    assert body == make_card_bytes(card, layouts, fonts)
+    # And the next card gets fresh workers.
+    assert processes._pool() is not pool
+    assert processes.render(card, layout, None, fonts) == body
+
+
+def _faults_of_second_allocation(size: int) -> int:
+    bytearray(size)  # the first one may fault: the heap grows
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    buf = bytearray(size)  # zero-filled: every page is touched
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    del buf
+    return after - before
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the tuning is for glibc")
+def test_tuned_allocator_reuses_card_sized_buffers() -> None:
+    assert tune_allocator()
+    # A 3 MB buffer (a card's size) allocated again must not fault its ~740 pages in again.
+    assert _faults_of_second_allocation(3 * 1024 * 1024) < 100
