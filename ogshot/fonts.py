@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import uharfbuzz as hb
 from fontTools.ttLib import TTFont
 from PIL import ImageFont, features
 
@@ -76,6 +77,8 @@ CJK = "NotoSansCJK"
 EMOJI_SIZE = 109
 #: Faces of the Noto CJK collection, by region; the region follows the text (kana, hangul).
 CJK_FACES = {"jp": 0, "kr": 1, "sc": 2}
+#: Measured advances a font set keeps (a few MB at most) before it starts again.
+_ADVANCES_KEPT = 20_000
 
 _ZWJ = "\u200d"
 _VS16 = "\ufe0f"
@@ -195,6 +198,8 @@ class FontSet:
         self._cache: dict[tuple[str, Weight, int], ImageFont.FreeTypeFont] = {}
         self._picks: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._shapers: dict[tuple[Path, int], tuple[hb.Font, int]] = {}
+        self._advances: dict[tuple[str, Weight, str, bool, str], float] = {}
         digest = hashlib.sha256()
         for face in self.faces:
             digest.update(face.fingerprint.encode())
@@ -255,6 +260,50 @@ class FontSet:
                     )
                     self._cache[key] = font
         return font
+
+    def advance(self, name: str, weight: Weight, text: str, rtl: bool, region: str = "sc") -> float:
+        """Advance width of ``text`` shaped in one font, in ems: multiply by a size for pixels.
+
+        Pillow's RAQM layout shapes with HarfBuzz too, but builds HarfBuzz's font afresh on every
+        call, and with it the lookup tables of the font's kerning: 85 µs a call for Inter, for
+        any length of text. Here each font file gets one persistent HarfBuzz font, so measuring a
+        word takes 2 µs; the widths agree with Pillow's to a few hundredths of a pixel (HarfBuzz
+        positions scale linearly, and Pillow asks FreeType for unhinted advances). Without RAQM
+        Pillow draws unshaped text, so it is measured the way it will be drawn.
+        """
+        key = (name, weight, region, rtl, text)
+        found = self._advances.get(key)
+        if found is not None:
+            return found
+        if self._engine != ImageFont.Layout.RAQM or name == EMOJI:
+            size = EMOJI_SIZE if name == EMOJI else 1000
+            font = self.font(name, weight, size, region)
+            found = font.getlength(text, direction="rtl" if rtl else "ltr") / size
+        else:
+            shaper, upem = self._shaper(name, weight, region)
+            buf = hb.Buffer()
+            buf.add_str(text)
+            buf.guess_segment_properties()
+            buf.direction = "rtl" if rtl else "ltr"
+            hb.shape(shaper, buf)
+            found = sum(pos.x_advance for pos in buf.glyph_positions) / upem
+        if len(text) <= 128:  # words and short lines: what comes back
+            if len(self._advances) >= _ADVANCES_KEPT:
+                self._advances.clear()  # bounded; the common words are back at once
+            self._advances[key] = found
+        return found
+
+    def _shaper(self, name: str, weight: Weight, region: str) -> tuple[hb.Font, int]:
+        path = self._by_name[name].files[weight]
+        index = CJK_FACES.get(region, 0) if path.suffix == ".ttc" else 0
+        found = self._shapers.get((path, index))
+        if found is None:
+            with self._lock:
+                found = self._shapers.get((path, index))
+                if found is None:
+                    face = hb.Face(hb.Blob.from_file_path(str(path)), index)
+                    found = self._shapers[(path, index)] = (hb.Font(face), face.upem)
+        return found
 
     def covers(self, name: str, cluster: str) -> bool:
         coverage = self._by_name[name].coverage

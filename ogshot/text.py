@@ -149,10 +149,7 @@ class Setter:
     # -- measuring ---------------------------------------------------------------------------
 
     def _run_width(self, text: str, family: str, size: int, rtl: bool) -> float:
-        font = self.fonts.font(family, self.weight, size, self.region)
-        if family == EMOJI:
-            return font.getlength(text) * size / EMOJI_SIZE
-        return font.getlength(text, direction="rtl" if rtl else "ltr")
+        return self.fonts.advance(family, self.weight, text, rtl, self.region) * size
 
     def _pieces(self, parts: tuple[str, ...], picks: list[str]) -> list[tuple[str, str]]:
         runs: list[tuple[str, str]] = []
@@ -185,7 +182,8 @@ class Setter:
         key = (text, size)
         found = self._plain.get(key)
         if found is None:
-            found = self._plain[key] = self.fonts.get(self.weight, size).getlength(text)
+            primary = self.fonts.primary.name
+            found = self._plain[key] = self.fonts.advance(primary, self.weight, text, False) * size
         return found
 
     def _trim(self, i: int, j: int) -> int:
@@ -295,7 +293,7 @@ class Setter:
 
     def ellipsize(self, i: int, j: int, width: float, size: int) -> tuple[str, ...]:
         """The longest cluster prefix of the line that fits ``width`` with an ellipsis after it."""
-        tail = self.fonts.font(self.fonts.primary.name, self.weight, size).getlength(ELLIPSIS)
+        tail = self.fonts.advance(self.fonts.primary.name, self.weight, ELLIPSIS, False) * size
         lo, hi = i, j
         while lo < hi:
             mid = (lo + hi + 1) // 2

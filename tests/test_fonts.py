@@ -4,7 +4,16 @@ from pathlib import Path
 
 import pytest
 
-from ogshot.fonts import CJK, EMOJI, FONT_DIR, SEARCH_DIRS, FontSet, cjk_region, wants_emoji
+from ogshot.fonts import (
+    CJK,
+    EMOJI,
+    FONT_DIR,
+    SEARCH_DIRS,
+    FontSet,
+    Weight,
+    cjk_region,
+    wants_emoji,
+)
 from ogshot.samples import TITLES
 from ogshot.text import clusters
 
@@ -103,3 +112,42 @@ def test_emoji_presentation(cluster: str, emoji: bool) -> None:
 
 def test_emoji_font_only_at_its_bitmap_size(fonts: FontSet) -> None:
     assert fonts.font(EMOJI, "bold", 40).size == 109
+
+
+@pytest.mark.parametrize("weight", ["regular", "bold"])
+@pytest.mark.parametrize("size", [24, 57, 96])
+def test_measured_advances_agree_with_what_pillow_draws(
+    fonts: FontSet, weight: Weight, size: int
+) -> None:
+    # Wrapping and alignment use these widths; drawing uses Pillow's shaping of the same text.
+    samples = [(t, fonts.pick(clusters(t)[0])) for t in ADVANCE_SAMPLES]
+    for text, family in samples:
+        rtl = family in ("NotoSansArabic", "NotoSansHebrew")
+        region = cjk_region(text)
+        font = fonts.font(family, weight, size, region)
+        drawn = font.getlength(text, direction="rtl" if rtl else "ltr")
+        measured = fonts.advance(family, weight, text, rtl, region) * size
+        assert measured == pytest.approx(drawn, abs=0.15), (text, family)
+
+
+ADVANCE_SAMPLES = [
+    "Ship social cards",
+    "AVATAR To Wá",
+    "Привет, мир",
+    "مرحبا بالعالم",
+    "שלום עולם",
+    "नमस्ते दुनिया",
+    "สวัสดีชาวโลก",
+    "東京の天気は晴れ",
+    "서울 날씨",
+]
+
+
+def test_advances_are_kept_within_a_bound(fonts: FontSet) -> None:
+    other = FontSet.from_dirs([])
+    for i in range(25_000):
+        other.advance(other.primary.name, "regular", f"word{i}", False)
+    assert 0 < len(other._advances) <= 20_000
+    long = "x" * 500
+    other.advance(other.primary.name, "regular", long, False)
+    assert not any(key[-1] == long for key in other._advances)
