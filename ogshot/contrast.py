@@ -26,6 +26,21 @@ WHITE: RGB = (255, 255, 255)
 BLACK: RGB = (0, 0, 0)
 
 
+def paint(canvas: Image.Image, colour: RGB, at: tuple[int, int], mask: Image.Image) -> None:
+    """Lay ``colour`` on ``canvas`` through ``mask`` (an ``L`` image placed at ``at``).
+
+    The same pixels as ``canvas.paste(colour, box, mask)``, in half the time: Pillow blends an
+    image through a mask twice as fast as a colour, and only the mask's non-zero area is worked.
+    """
+    bbox = mask.getbbox()
+    if bbox is None:
+        return
+    if bbox != (0, 0, *mask.size):
+        mask = mask.crop(bbox)
+    size = (bbox[2] - bbox[0], bbox[3] - bbox[1])
+    canvas.paste(Image.new(canvas.mode, size, colour), (at[0] + bbox[0], at[1] + bbox[1]), mask)
+
+
 def hex_rgb(value: str) -> RGB:
     return (int(value[1:3], 16), int(value[3:5], 16), int(value[5:7], 16))
 
@@ -127,7 +142,7 @@ def _apply_scrim(
     hard = ImageDraw.Draw(mask)
     for x0, y0, x1, y1 in rects:
         hard.rectangle((x0 - 2 - left, y0 - 2 - top, x1 + 2 - left, y1 + 2 - top), fill=full)
-    canvas.paste(colour, (left, top, right, bottom), mask)
+    paint(canvas, colour, (left, top), mask)
 
 
 def choose_colour(

@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from PIL import Image, ImageChops, ImageStat
 
 from ogshot.card import Card
+from ogshot.contrast import paint
 from ogshot.fonts import FontSet
 from ogshot.layouts import LayoutRegistry
 from ogshot.render import RENDERER_VERSION, render_card, render_detailed
@@ -228,3 +229,20 @@ def test_contact_sheet_command_draws_every_layout(tmp_path: Path) -> None:
     columns = (width - 150) // (120 + 8)
     rows = (height - 44) // (63 + 8)
     assert columns == len(LAYOUTS) and rows == len(TITLES)
+
+
+@pytest.mark.parametrize("mask_kind", ["gradient", "empty", "full", "corner"])
+def test_paint_lays_the_same_pixels_as_pillow_paste(mask_kind: str) -> None:
+    base = Image.effect_noise((160, 90), 50).convert("RGB")
+    mask = Image.new("L", (100, 60), 0)
+    if mask_kind == "gradient":
+        mask = Image.linear_gradient("L").resize((100, 60))
+    elif mask_kind == "full":
+        mask.paste(255, (0, 0, 100, 60))
+    elif mask_kind == "corner":
+        mask.paste(200, (70, 40, 100, 60))
+    expected = base.copy()
+    expected.paste((200, 30, 90), (30, 20, 130, 80), mask)
+    painted = base.copy()
+    paint(painted, (200, 30, 90), (30, 20), mask)
+    assert painted.tobytes() == expected.tobytes()
