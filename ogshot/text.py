@@ -328,15 +328,26 @@ class Setter:
 
 
 _CHUNK = 64
-#: Characters among which UAX #14 allows a break only after spaces (letters of the alphabetic
-#: scripts, digits, and punctuation that binds to its neighbours): such text is split at spaces
-#: directly, which is exact and far cheaper than the full algorithm.
-_BINDING = frozenset(" .,:;'\"()&")
+#: Characters among which UAX #14 allows a break only after spaces and after a hyphen inside a
+#: word (letters of the alphabetic scripts, digits, symbols of its "alphabetic" class, and
+#: punctuation that binds to its neighbours): such text is split directly, which is exact and far
+#: cheaper than the full algorithm.
+_BINDING = frozenset(" .,:;'\"()&#@*_=~<>^`!?-‘’“”–—…")
 _WORDS = re.compile(r"\S+ *| +")
-#: Where UAX #14 decides otherwise than "after spaces only": no break before closing punctuation
-#: (LB13) or after an opening parenthesis (LB14) even across spaces, none between a quote and a
-#: parenthesis (LB15), and a break before a parenthesis that follows punctuation.
-_BINDS_ACROSS_SPACE = re.compile(r"^ | [.,:;)]|\( |[\"'] +\(|[^\w ]\(")
+#: A hyphen inside a word, before a letter: UAX #14 breaks after it ("open-" "source").
+_AFTER_HYPHEN = re.compile(r"(?<=[^\s-]-)(?=[^\W\d_])")
+#: Where UAX #14 decides otherwise than the two rules above, sent to the full algorithm: no break
+#: before closing punctuation, "!" or "?" (LB13) or after an opening parenthesis (LB14) even
+#: across spaces, none between a quote and a parenthesis (LB15), a break before a parenthesis
+#: that follows punctuation; curly quotes next to spaces (LB15a-b); "!", "?", dashes and "…"
+#: glued to what follows, dashes glued to what precedes; a hyphen that starts a word or is
+#: followed by anything but a letter, a digit, a space or the end.
+_DECIDED_ELSEWHERE = re.compile(
+    r"^ | [.,:;)!?]|\( |[\"'] +\(|[^\w ]\("
+    r"|[‘“’”](?: |$)|(?:^| )[‘“’”]"
+    r"|[!?–—…][^ !?]|[^ ][–—]"
+    r"|(?:^| )-|-[^\w ]|-_"
+)
 
 
 def _simple(ch: str) -> bool:
@@ -355,8 +366,11 @@ def _spans(parts: tuple[str, ...], first: int) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     begin = offset = 0
     joined = "".join(parts)
-    fast = all(map(_simple, joined)) and not _BINDS_ACROSS_SPACE.search(joined)
-    units = _WORDS.findall(joined) if fast else line_break_units(joined)
+    fast = all(map(_simple, joined)) and not _DECIDED_ELSEWHERE.search(joined)
+    if fast:
+        units = [u for word in _WORDS.findall(joined) for u in _AFTER_HYPHEN.split(word)]
+    else:
+        units = list(line_break_units(joined))
     for unit in units:
         offset += len(unit)
         end = boundary.get(offset)

@@ -196,11 +196,12 @@ def test_odd_code_points_do_not_break_the_bidi_pass(fonts: FontSet, text: str) -
 
 
 _SIMPLE_ALPHABET = st.sampled_from(
-    list("abcXYZ019 .,:;'\"()&éßÆøŁżΩλжЯ") + [chr(c) for c in range(0xC0, 0x250, 7)]
+    list("abcXYZ019 .,:;'\"()&éßÆøŁżΩλжЯ#@*_=~<>^`!?-‘’“”–—…")
+    + [chr(c) for c in range(0xC0, 0x250, 7)]
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=1500, deadline=None)
 @given(st.text(_SIMPLE_ALPHABET, min_size=1, max_size=60))
 def test_fast_breaking_agrees_with_uax14(text: str) -> None:
     from uniseg.linebreak import line_break_units
@@ -209,6 +210,7 @@ def test_fast_breaking_agrees_with_uax14(text: str) -> None:
 
     text = normalise(text) or "a"
     parts = tuple(text)
+    _spans.cache_clear()
     fast = [text[i:j] for i, j in _spans(parts, 0)]
     assert fast == [u for u in line_break_units(text)]
 
@@ -233,3 +235,26 @@ def test_balancing_never_cuts_a_word(fonts: FontSet) -> None:
     text = "Supercalifragilisticexpialidocious is quite a word"
     fitted = run_fit(fonts, text, width=1040, max_size=80, min_size=40, max_lines=3)
     assert [w for line in fitted.lines for w in line.text.split()] == text.split()
+
+
+@pytest.mark.parametrize(
+    "title",
+    [
+        "What’s new in v2.0?",
+        "Open-source tools we love!",
+        "Ship cards — fast, careful, everywhere",
+        "How to fix your og:image #42",
+        "Don’t ship broken cards…",
+        "COVID-19: a year in review",
+        "Self-hosted, open-source & free",
+    ],
+)
+def test_everyday_titles_take_the_direct_path_and_agree_with_uax14(title: str) -> None:
+    from uniseg.linebreak import line_break_units
+
+    from ogshot.text import _DECIDED_ELSEWHERE, _simple, _spans
+
+    text = normalise(title)
+    assert all(map(_simple, text)) and not _DECIDED_ELSEWHERE.search(text)
+    _spans.cache_clear()
+    assert [text[i:j] for i, j in _spans(tuple(text), 0)] == list(line_break_units(text))
