@@ -7,6 +7,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import threading
 import zlib
 from pathlib import Path
 from types import ModuleType
@@ -202,3 +203,24 @@ def test_lossy_formats_decode_close_to_the_source(fmt: str, pil_format: str) -> 
 def test_unknown_format_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown image format"):
         enc.encode(Image.new("RGB", (2, 2)), "gif")
+
+
+def test_deflate_runs_on_its_own_threads_never_the_callers(monkeypatch: pytest.MonkeyPatch) -> None:
+    # ISA-L leaves vector state behind that slows later SSE code on the same thread: the render
+    # threads must never run it themselves.
+    real = enc._fast_deflate
+    assert real is not None
+    seen: list[str] = []
+
+    class Recording:
+        @staticmethod
+        def compress(data: bytes, level: int) -> bytes:
+            seen.append(threading.current_thread().name)
+            return bytes(real.compress(data, level))
+
+    monkeypatch.setattr(enc, "_fast_deflate", Recording)
+    image = Image.effect_noise((64, 32), 40).convert("RGB")
+    body = enc.encode(image, "png")
+    assert decode(body).tobytes() == image.tobytes()
+    assert seen and all(name.startswith("ogshot-deflate") for name in seen)
+    assert threading.current_thread().name not in seen
