@@ -1,13 +1,15 @@
-"""HTTP benchmark: card cache hits and 304s against a bare Starlette endpoint.
+"""HTTP benchmark: cold cards, cache hits and 304s against a bare Starlette endpoint.
 
 Starts, on loopback ports, ``ogshot serve`` and a bare Starlette app that returns the very same
 bytes and headers, each under uvicorn with the same worker count, then drives both with ``wrk``
 in the same run and prints requests per second and the ratios::
 
-    python bench/bench_http.py [--workers 1] [--seconds 5] [--connections 32] [--json]
+    python -m bench.bench_http [--workers 1] [--seconds 5] [--connections 32] [--json]
 
-Targets: a cache hit at least 90% of the bare endpoint, a 304 at least as fast as a hit.
-``measure()`` returns the figures as a dict, for scripts that run every benchmark.
+``cold`` asks for a new card on every request (rendered in the render threads, and once more
+with ``OGSHOT_RENDER_PROCESSES`` set to the core count), ``hit`` repeats one card, ``304``
+repeats it with a matching ``If-None-Match``. Targets: a cache hit at least 90% of the bare
+endpoint, a 304 at least as fast as a hit. ``measure()`` returns the figures as a dict.
 """
 
 from __future__ import annotations
@@ -84,10 +86,29 @@ def _server(cmd: list[str], env: dict[str, str], cwd: Path, probe: str) -> Itera
         log.close()
 
 
-def _wrk(url: str, seconds: float, connections: int, headers: dict[str, str]) -> float:
+#: wrk script: a title no request has asked for before, so every request renders a card.
+COLD_LUA = """
+counter = 0
+request = function()
+  counter = counter + 1
+  local path = "/og.png?title=Cold%20card%20" .. counter .. "-" .. math.random(1, 1000000000)
+  return wrk.format("GET", path)
+end
+"""
+
+
+def _wrk(
+    url: str,
+    seconds: float,
+    connections: int,
+    headers: dict[str, str],
+    script: Path | None = None,
+) -> float:
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s"]
     for name, value in headers.items():
         cmd += ["-H", f"{name}: {value}"]
+    if script is not None:
+        cmd += ["-s", str(script)]
     out = subprocess.run(
         cmd + [url], capture_output=True, text=True, timeout=seconds + 30, check=True
     ).stdout
@@ -98,6 +119,20 @@ def _wrk(url: str, seconds: float, connections: int, headers: dict[str, str]) ->
     if errors:
         raise RuntimeError(f"wrk saw {errors.group(1)} error responses from {url}")
     return float(m.group(1))
+
+
+def _cold(
+    cwd: Path, env: dict[str, str], uvicorn: list[str], seconds: float, connections: int
+) -> float:
+    """Cold cards per second from a fresh ogshot started with ``env``."""
+    port = free_port()
+    cmd = uvicorn + ["--port", str(port), "--factory", "ogshot.api:create_app"]
+    script = cwd / "cold.lua"
+    script.write_text(COLD_LUA)
+    with _server(cmd, env, cwd, f"http://127.0.0.1:{port}/healthz"):
+        base = f"http://127.0.0.1:{port}/og.png"
+        _wrk(base, 1, connections, {}, script)  # warm: fonts, layouts, allocator
+        return _wrk(base, seconds, connections, {}, script)
 
 
 def measure(
@@ -143,6 +178,10 @@ def measure(
             hit = max(hit, _wrk(og, seconds, connections, {}))
             revalidate = _wrk(og, seconds, connections, {"If-None-Match": etag})
             not_modified = max(not_modified, revalidate)
+        cold = _cold(cwd, base_env, uvicorn, seconds, connections)
+        cores = str(os.cpu_count() or 1)
+        env = {**base_env, "OGSHOT_RENDER_PROCESSES": cores}
+        cold_processes = _cold(cwd, env, uvicorn, seconds, connections)
 
     return {
         "workers": workers,
@@ -153,6 +192,8 @@ def measure(
         "bare_rps": round(bare, 1),
         "hit_rps": round(hit, 1),
         "not_modified_rps": round(not_modified, 1),
+        "cold_rps": round(cold, 1),
+        "cold_processes_rps": round(cold_processes, 1),
         "hit_over_bare": round(hit / bare, 3),
         "not_modified_over_bare": round(not_modified / bare, 3),
         "not_modified_over_hit": round(not_modified / hit, 3),
@@ -189,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{'ogshot If-None-Match (304)':<28}{figures['not_modified_rps']:>10.0f}"
         f"{figures['not_modified_over_bare']:>10.2f}"
     )
+    print(f"{'ogshot cold card (200)':<28}{figures['cold_rps']:>10.0f}")
+    print(f"{'  rendered in processes':<28}{figures['cold_processes_rps']:>10.0f}")
     print(
         f"304 / hit: {figures['not_modified_over_hit']:.2f}  "
         "(targets: hit/bare >= 0.90, 304/hit >= 1.00)"

@@ -12,9 +12,11 @@ from PIL import Image, ImageDraw, ImageFilter
 
 
 def synthetic_capture(
-    seed: int = 0, size: tuple[int, int] = (1280, 800), photo_quality: int | None = 85
+    seed: int = 0, size: tuple[int, int] = (1200, 630), photo_quality: int | None = 85
 ) -> Image.Image:
     """A page capture as a browser would return it: a header, text, and a large photograph.
+
+    1200×630 by default: the viewport a card asks its provider for (``CARD_CAPTURE``).
 
     The photograph is smooth shapes under sensor-like grain, served as a JPEG of
     ``photo_quality`` as web pages serve photographs (``None`` keeps the raw grain: the worst

@@ -3,7 +3,8 @@
 // Usage: node bench/vercel_og.mjs MODULES_DIR FONTS_DIR SPEC_JSON N [OUT.png]
 //   MODULES_DIR  a folder where `npm install @vercel/og@0.11.1 satori@0.33.5` was run
 //   FONTS_DIR    the folder holding Inter-{Regular,Medium,Bold}.otf (ogshot's own fonts)
-//   SPEC_JSON    {"title", "subtitle", "site", "title_size"}: the card ogshot draws
+//   SPEC_JSON    {"cards": [{"title", "title_size"}...], "subtitle", "site"}: the cards ogshot
+//                draws, rendered in turn so that no run repeats the previous one
 // The card mirrors ogshot's default layout, dark theme: a diagonal gradient, the accent bar,
 // the site label, a bold title anchored above the subtitle. Each timing covers building the
 // response and reading its PNG bytes, which is what a server does per request.
@@ -31,7 +32,7 @@ const fonts = [
 
 const el = (style, children) => ({ type: "div", props: { style, children } });
 
-function card() {
+function card(title) {
   return el(
     {
       width: "100%",
@@ -50,12 +51,12 @@ function card() {
           display: "flex",
           flexGrow: 1,
           alignItems: "flex-end",
-          fontSize: spec.title_size,
+          fontSize: title.title_size,
           fontWeight: 700,
           lineHeight: 1.12,
           color: "#f8fafc",
         },
-        spec.title,
+        title.title,
       ),
       el(
         { marginTop: 18, fontSize: 32, fontWeight: 400, lineHeight: 1.3, color: "#cbd5e1" },
@@ -65,8 +66,10 @@ function card() {
   );
 }
 
+let turn = 0;
 async function once() {
-  const response = new ImageResponse(card(), { width: 1200, height: 630, fonts });
+  const title = spec.cards[turn++ % spec.cards.length];
+  const response = new ImageResponse(card(title), { width: 1200, height: 630, fonts });
   return Buffer.from(await response.arrayBuffer());
 }
 
