@@ -104,9 +104,22 @@ def fast_png(image: Image.Image) -> bytes:
 #: afterwards on the same thread pays for it until something clears them: Pillow's blend
 #: through a mask, measured here, ran three times slower for the rest of the thread's life. The
 #: state belongs to the thread, so deflating on threads of its own keeps the render threads fast.
-_DEFLATE_THREADS = ThreadPoolExecutor(
-    max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="ogshot-deflate"
-)
+def _deflate_threads() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(
+        max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="ogshot-deflate"
+    )
+
+
+_DEFLATE_THREADS = _deflate_threads()
+
+
+def _renew_after_fork() -> None:
+    # A forked child inherits the pool without its threads: work sent to it would wait forever.
+    global _DEFLATE_THREADS
+    _DEFLATE_THREADS = _deflate_threads()
+
+
+os.register_at_fork(after_in_child=_renew_after_fork)
 
 
 def _isal_deflate(data: bytes) -> bytes:

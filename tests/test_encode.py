@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import multiprocessing
 import random
 import shutil
 import struct
@@ -11,6 +12,7 @@ import threading
 import zlib
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
@@ -224,3 +226,26 @@ def test_deflate_runs_on_its_own_threads_never_the_callers(monkeypatch: pytest.M
     assert decode(body).tobytes() == image.tobytes()
     assert seen and all(name.startswith("ogshot-deflate") for name in seen)
     assert threading.current_thread().name not in seen
+
+
+def _encode_in_child(queue: Any) -> None:
+    image = Image.effect_noise((64, 32), 40).convert("RGB")
+    queue.put(decode(enc.encode(image, "png")).tobytes() == image.tobytes())
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_process_still_encodes() -> None:
+    # Servers that fork their workers after importing the app (gunicorn --preload) must not
+    # inherit a deflate pool whose threads stayed behind.
+    enc.encode(Image.new("RGB", (8, 8)), "png")  # the parent's pool has threads now
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_encode_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=30)
+    alive = child.is_alive()
+    if alive:
+        child.kill()
+        child.join()
+    assert not alive, "the forked child hung on its first PNG"
+    assert queue.get(timeout=5) is True
