@@ -55,7 +55,6 @@ def _tree_rss_mb() -> tuple[float, float]:
 
 
 async def _fill(cards: int) -> dict[str, Any]:
-    from ogshot.cache import MemoryCache
     from ogshot.card import Card
     from ogshot.service import CardService
     from ogshot.settings import Settings
@@ -73,7 +72,7 @@ async def _fill(cards: int) -> dict[str, Any]:
             )
         )
     elapsed = time.perf_counter() - t0
-    cache = service.cache
+    memory = service.cache.memory
     own, workers = _tree_rss_mb()
     await service.aclose()
     budget_mb = settings.cache_memory_bytes / 2**20
@@ -82,7 +81,7 @@ async def _fill(cards: int) -> dict[str, Any]:
         "cards": cards,
         "seconds": elapsed,
         "budget_mb": budget_mb,
-        "cached_mb": cache.bytes_used / 2**20 if isinstance(cache, MemoryCache) else 0.0,
+        "cached_mb": memory.bytes_used / 2**20 if memory is not None else 0.0,
         "start_rss_mb": start_rss,
         "rss_mb": rss,
         "service_rss_mb": own,

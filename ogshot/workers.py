@@ -7,8 +7,8 @@ reuse instead.
 
 Worker processes render cards in parallel, free of the GIL.
 
-Measured on two cores, a thread pool barely renders more cards per second with two threads than
-with one: text shaping (``getlength`` through RAQM) and the Python around it hold the GIL. Worker
+Measured on two cores, a thread pool renders fewer cards per second than the cores would allow:
+drawing text and the Python around it hold the GIL (deflate and most pixel work do not). Worker
 processes do scale on pure rendering (batch pre-rendering, many cores), for the price of one
 interpreter each (about 60 MB) and of pickling each card, its layout and its capture across.
 Behind HTTP on two cores, where the event loop needs a core too, threads served more cold cards
