@@ -249,3 +249,26 @@ def test_a_forked_process_still_encodes() -> None:
         child.join()
     assert not alive, "the forked child hung on its first PNG"
     assert queue.get(timeout=5) is True
+
+
+def test_adler32_of_pieces_combines_to_the_whole() -> None:
+    rng = random.Random(7)
+    for _ in range(200):
+        a = rng.randbytes(rng.randrange(0, 70_000))
+        b = rng.randbytes(rng.randrange(0, 70_000))
+        combined = enc.adler32_combine(zlib.adler32(a), zlib.adler32(b), len(b))
+        assert combined == zlib.adler32(a + b)
+
+
+def test_large_rows_deflated_in_pieces_make_one_valid_png(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(enc, "_DEFLATE_WORKERS", 3)
+    monkeypatch.setattr(enc, "_PIECE_BYTES", 48 * 1024)
+    image = _photo("RGB", 5)
+    rows = 1 + image.width * 3
+    assert rows * image.height // enc._PIECE_BYTES >= 3  # the image is cut into three pieces
+    body = enc.encode(image, "png")
+    assert decode(body).tobytes() == image.tobytes()
+    result = _pngcheck(tmp_path, body, "pieces.png")
+    assert result.returncode == 0, result.stdout + result.stderr
