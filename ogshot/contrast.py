@@ -70,7 +70,7 @@ def mix(a: RGB, b: RGB, t: float) -> RGB:
     )
 
 
-def _extremes(image: Image.Image, rects: list[Rect]) -> tuple[RGB, RGB]:
+def extremes(image: Image.Image, rects: list[Rect]) -> tuple[RGB, RGB]:
     """Per-channel minimum and maximum of the pixels under ``rects``: bounds for every pixel."""
     lo, hi = [255, 255, 255], [0, 0, 0]
     for left, top, right, bottom in rects:
@@ -78,8 +78,12 @@ def _extremes(image: Image.Image, rects: list[Rect]) -> tuple[RGB, RGB]:
         right, bottom = min(WIDTH, right), min(HEIGHT, bottom)
         if right <= left or bottom <= top:
             continue
-        bands: tuple[tuple[int, int], ...] = image.crop((left, top, right, bottom)).getextrema()  # type: ignore[assignment]
-        for i, (a, b) in enumerate(bands):
+        # One pass over the pixels for all three channels (getextrema splits them first).
+        counts = image.crop((left, top, right, bottom)).histogram()
+        for i in range(3):
+            band = counts[256 * i : 256 * (i + 1)]
+            a = next(v for v, n in enumerate(band) if n)
+            b = 255 - next(v for v, n in enumerate(reversed(band)) if n)
             lo[i], hi[i] = min(lo[i], a), max(hi[i], b)
     return (lo[0], lo[1], lo[2]), (hi[0], hi[1], hi[2])
 
@@ -135,10 +139,11 @@ def _apply_scrim(
     # The blur softens the edges outward; under the lines themselves the mask must stay full.
     small = ImageChops.lighter(small, blurred)
     full = math.ceil(alpha * 255)
+    # Strength first, on the small mask; then up to full size, straight to the area's size.
+    small = small.point([(v * full + 127) // 255 for v in range(256)])
     mask = small.resize(
-        (small.width * scale, small.height * scale), Image.Resampling.BILINEAR
-    ).crop((0, 0, *size))
-    mask = mask.point(lambda v: (v * full + 127) // 255)
+        size, Image.Resampling.BILINEAR, box=(0, 0, size[0] / scale, size[1] / scale)
+    )
     hard = ImageDraw.Draw(mask)
     for x0, y0, x1, y1 in rects:
         hard.rectangle((x0 - 2 - left, y0 - 2 - top, x1 + 2 - left, y1 + 2 - top), fill=full)
@@ -146,11 +151,23 @@ def _apply_scrim(
 
 
 def choose_colour(
-    canvas: Image.Image, rects: list[Rect], wanted: RGB, palette: Palette, other: Palette
+    canvas: Image.Image,
+    rects: list[Rect],
+    wanted: RGB,
+    palette: Palette,
+    other: Palette,
+    *,
+    around: tuple[RGB, RGB] | None = None,
 ) -> tuple[RGB, float]:
-    """Text colour for lines over ``rects``, adding a scrim when no candidate is legible."""
-    lo, hi = _extremes(canvas, rects)
+    """Text colour for lines over ``rects``, adding a scrim when no candidate is legible.
+
+    ``around`` may bound the pixels under ``rects`` from outside (the extremes of a larger area
+    that holds them): when the wanted colour is legible against those, nothing is measured.
+    """
     candidates = [wanted, hex_rgb(palette.foreground), hex_rgb(other.foreground)]
+    if around is not None and worst_contrast(wanted, *around) >= MIN_CONTRAST:
+        return wanted, 0.0
+    lo, hi = extremes(canvas, rects)
     for colour in candidates:
         if worst_contrast(colour, lo, hi) >= MIN_CONTRAST:
             return colour, 0.0
@@ -166,7 +183,7 @@ def choose_colour(
         alpha = max(_scrim_alpha(colour, worst, scrim), 1 / 255)
         _apply_scrim(canvas, rects, scrim, alpha, pad=20)
         clear *= 1 - alpha
-        lo, hi = _extremes(canvas, rects)
+        lo, hi = extremes(canvas, rects)
         if worst_contrast(colour, lo, hi) >= MIN_CONTRAST:
             break
     return colour, 1 - clear

@@ -26,6 +26,7 @@ from .contrast import (
     WHITE,
     Rect,
     choose_colour,
+    extremes,
     hex_rgb,
     mix,
     paint,
@@ -197,6 +198,13 @@ def _static(layout: Layout, theme: ThemeName, accent: RGB, with_capture: bool) -
         if not with_capture:
             _draw_placeholder(canvas, layout, palette, accent, dark)
     return canvas
+
+
+@lru_cache(maxsize=256)
+def _box_extremes(layout: Layout, theme: ThemeName, accent: RGB, box: Box) -> tuple[RGB, RGB]:
+    """Per-channel extremes of a title card's static layer over a text box."""
+    x, y, w, h = box
+    return extremes(_static(layout, theme, accent, False), [(x, y, x + w, y + h)])
 
 
 @lru_cache(maxsize=16)
@@ -418,6 +426,7 @@ def render_detailed(
         ("subtitle", layout.subtitle, card.subtitle),
     )
     planned: list[tuple[str, TextBox, Fitted, list[tuple[int, int, Rect]], RGB, float]] = []
+    bare = capture is None
     for name, spec, text in texts:
         if spec is None or not text:
             continue
@@ -425,9 +434,13 @@ def render_detailed(
         if not fitted.lines:
             continue
         rows = _line_rects(fitted, spec)
+        # On a title card nothing but the static layer lies under the text until a scrim is
+        # laid: its extremes over the whole box, measured once per layer, bound every line's.
+        around = _box_extremes(layout, theme, accent, spec.box) if bare else None
         colour, alpha = choose_colour(
-            canvas, [r for *_, r in rows], colours[spec.color], palette, other
+            canvas, [r for *_, r in rows], colours[spec.color], palette, other, around=around
         )
+        bare = bare and alpha == 0
         planned.append((name, spec, fitted, rows, colour, alpha))
 
     if layout.accent_bar is not None:

@@ -246,3 +246,28 @@ def test_paint_lays_the_same_pixels_as_pillow_paste(mask_kind: str) -> None:
     painted = base.copy()
     paint(painted, (200, 30, 90), (30, 20), mask)
     assert painted.tobytes() == expected.tobytes()
+
+
+def test_title_cards_choose_the_same_colours_without_measuring_each_line(
+    layouts: LayoutRegistry, fonts: FontSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ogshot.render as render_module
+
+    cards = [
+        Card(title=title, subtitle="A subtitle under it", site="example.org", theme=theme)
+        for _, title in TITLES[:6]
+        for theme in ("light", "dark")
+    ]
+    cards.append(Card(title="Accent as text", accent="#fefefe", theme="light"))
+    fast = [
+        [(p.name, p.colour, p.scrim) for p in render_detailed(c, layout, fonts).placed]
+        for layout in layouts
+        for c in cards
+    ]
+    monkeypatch.setattr(render_module, "_box_extremes", lambda *args: None)
+    measured = [
+        [(p.name, p.colour, p.scrim) for p in render_detailed(c, layout, fonts).placed]
+        for layout in layouts
+        for c in cards
+    ]
+    assert fast == measured
