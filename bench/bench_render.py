@@ -5,7 +5,8 @@
 Every layout of the registry is measured, title card and screenshot card (a synthetic page
 capture: header, text, a JPEG-served photograph). Then, on the default layout:
 
-- the screenshot card through ogshot's encoder and through Pillow's default PNG path;
+- the screenshot card through ogshot's encoder and through Pillow's default PNG path, timed in
+  turn;
 - title cards by ogshot and by @vercel/og (``bench/vercel_og.mjs``), the same sequence of
   distinct titles on both sides (skipped without Node or without the npm packages:
   ``npm install @vercel/og@0.11.1 satori@0.33.5`` in DIR);
@@ -34,7 +35,7 @@ from ogshot.layouts import LayoutRegistry, builtin_dir
 from ogshot.render import fit_box, render_card
 from ogshot.workers import tune_allocator
 
-from .common import summary, synthetic_capture, timings
+from .common import paired, summary, synthetic_capture, timings
 
 TITLE = "Ship social cards that load before the crawler gives up"
 #: Distinct titles of ordinary length, rendered in turn by ogshot and by @vercel/og alike.
@@ -87,15 +88,17 @@ def against_pillow(registry: LayoutRegistry, fonts: FontSet, n: int) -> dict[str
     capture = synthetic_capture(2)
     card = Card(title=TITLE, subtitle=SUBTITLE, site=SITE)
     image = render_card(card, layout, fonts, capture)
-    reps = max(5, n // 3)
-    ours_total = summary(
-        timings(lambda: enc.encode(render_card(card, layout, fonts, capture), "png"), reps)
+    reps = max(10, n // 2)
+    ours_samples, pillow_samples = paired(
+        lambda: enc.encode(render_card(card, layout, fonts, capture), "png"),
+        lambda: _pillow_default_png(render_card(card, layout, fonts, capture)),
+        reps,
     )
-    pillow_total = summary(
-        timings(lambda: _pillow_default_png(render_card(card, layout, fonts, capture)), reps)
+    ours_total, pillow_total = summary(ours_samples), summary(pillow_samples)
+    ours_enc, pillow_enc = paired(
+        lambda: enc.encode(image, "png"), lambda: _pillow_default_png(image), reps
     )
-    ours_encode = summary(timings(lambda: enc.encode(image, "png"), reps))
-    pillow_encode = summary(timings(lambda: _pillow_default_png(image), reps))
+    ours_encode, pillow_encode = summary(ours_enc), summary(pillow_enc)
     render_only = summary(timings(lambda: render_card(card, layout, fonts, capture), reps))
     return {
         "render_ms": render_only["median_ms"],

@@ -67,6 +67,27 @@ def timings(fn: Callable[[], object], n: int, warmup: int = 2) -> list[float]:
     return out
 
 
+def paired(
+    first: Callable[[], object], second: Callable[[], object], n: int, warmup: int = 2
+) -> tuple[list[float], list[float]]:
+    """Timings of ``first`` and ``second`` taken in turn, so that any drift of the machine's
+    speed during the run weighs on both alike."""
+    for _ in range(warmup):
+        first()
+        second()
+    a: list[float] = []
+    b: list[float] = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        first()
+        t1 = time.perf_counter()
+        second()
+        t2 = time.perf_counter()
+        a.append(t1 - t0)
+        b.append(t2 - t1)
+    return a, b
+
+
 def summary(samples: list[float]) -> dict[str, float]:
     """Median and 95th percentile, in milliseconds."""
     ordered = sorted(samples)

@@ -208,15 +208,20 @@ def _box_extremes(layout: Layout, theme: ThemeName, accent: RGB, box: Box) -> tu
 
 
 @lru_cache(maxsize=16)
-def _bottom_ramp(size: tuple[int, int], strength: int) -> Image.Image:
-    """Clear at the top, rising from a tenth of the way down to ``strength`` at two thirds."""
+def _bottom_ramp(size: tuple[int, int], strength: int) -> tuple[int, Image.Image]:
+    """Clear at the top, rising from a tenth of the way down to ``strength`` at two thirds.
+
+    As the row where it starts and the mask from there down: the clear rows cost nothing.
+    """
     w, h = size
 
     def ease(v: int) -> int:
         t = min(1.0, max(0.0, (v / 255 - 0.1) / 0.58))
         return int(strength * t**0.8 + 0.5)
 
-    return Image.linear_gradient("L").resize((1, h)).point(ease).resize(size)
+    ramp = Image.linear_gradient("L").resize((1, h)).point(ease).resize(size)
+    top = (ramp.getbbox() or (0, h, w, h))[1]
+    return top, ramp.crop((0, top, w, h))
 
 
 def _covers_card(layout: Layout) -> bool:
@@ -244,7 +249,8 @@ def _place_capture(
     if spec.scrim == "full":
         fitted = Image.blend(fitted, Image.new("RGB", (w, h), scrim), 0.6)
     elif spec.scrim == "bottom":
-        paint(fitted, scrim, (0, 0), _bottom_ramp((w, h), 228))
+        top, ramp = _bottom_ramp((w, h), 228)
+        fitted.paste(Image.new("RGB", ramp.size, scrim), (0, top), ramp)
     if canvas is None:
         return fitted
     radius = spec.radius if spec.frame == "none" else 0
