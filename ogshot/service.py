@@ -33,7 +33,7 @@ from .layouts import LayoutRegistry, builtin_dir
 from .netguard import UrlPolicy
 from .render import RENDERER_VERSION, render_card
 from .settings import Settings
-from .workers import ProcessRenderer, tune_allocator
+from .workers import RELEASE_EVERY, ProcessRenderer, release_memory, tune_allocator
 
 log = logging.getLogger("ogshot")
 
@@ -340,7 +340,10 @@ class CardService:
         if self._processes is not None:
             layout = self.layouts.get(card.template)
             return self._processes.render(card, layout, capture, self.fonts)
-        return make_card_bytes(card, self.layouts, self.fonts, capture)
+        body = make_card_bytes(card, self.layouts, self.fonts, capture)
+        if self.renders % RELEASE_EVERY == 0:
+            release_memory()
+        return body
 
 
 def _process_renderer(settings: Settings, fonts: FontSet) -> ProcessRenderer | None:

@@ -15,7 +15,7 @@ from ogshot.fonts import FontSet
 from ogshot.layouts import LayoutRegistry
 from ogshot.service import CardService, make_card_bytes
 from ogshot.settings import Settings
-from ogshot.workers import ProcessRenderer, tune_allocator
+from ogshot.workers import ProcessRenderer, release_memory, tune_allocator
 
 
 @pytest.fixture
@@ -106,3 +106,41 @@ def test_tuned_allocator_reuses_card_sized_buffers() -> None:
     assert tune_allocator()
     # A 3 MB buffer (a card's size) allocated again must not fault its ~740 pages in again.
     assert _faults_of_second_allocation(3 * 1024 * 1024) < 100
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc_trim")
+def test_release_memory_returns_freed_heap_pages() -> None:
+    # Free many scattered small blocks among live ones: glibc keeps such holes mapped.
+    blocks = [bytearray(64 * 1024) for _ in range(800)]
+    for block in blocks:
+        block[::4096] = b"\x01" * len(block[::4096])  # touch every page
+    del blocks[::2]
+    before = _rss_kib()
+    assert release_memory()
+    assert _rss_kib() < before - 10 * 1024  # at least 10 MB of the 25 MB freed went back
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_the_service_releases_memory_every_so_many_renders(
+    layouts: LayoutRegistry, fonts: FontSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ogshot.service as service_module
+
+    calls: list[int] = []
+    monkeypatch.setattr(service_module, "RELEASE_EVERY", 3)
+    monkeypatch.setattr(service_module, "release_memory", lambda: calls.append(1) or True)
+    service = CardService(_settings(), layouts=layouts, fonts=fonts)
+    try:
+        for i in range(7):
+            asyncio.run(service.card(Card(title=f"Card {i}")))
+        assert service.renders == 7
+        assert len(calls) == 2
+    finally:
+        asyncio.run(service.aclose())
