@@ -217,9 +217,9 @@ class Setter:
         while begin < len(parts):
             chunk = parts[begin : begin + _CHUNK]
             last = begin + len(chunk) >= len(parts)
-            spans = _spans(chunk, begin)
+            spans = _spans(chunk, begin)  # shared by the cache: never changed here
             if not last and len(spans) > 1:
-                spans.pop()  # the break after a chunk's last unit depends on what follows
+                spans = spans[:-1]  # the break after a chunk's last unit depends on what follows
             yield from spans
             begin = spans[-1][1]
 
@@ -340,22 +340,29 @@ _AFTER_HYPHEN = re.compile(r"(?<=[^\s-]-)(?=[^\W\d_])")
 #: before closing punctuation, "!" or "?" (LB13) or after an opening parenthesis (LB14) even
 #: across spaces, none between a quote and a parenthesis (LB15), a break before a parenthesis
 #: that follows punctuation; curly quotes next to spaces (LB15a-b); "!", "?", dashes and "…"
-#: glued to what follows, dashes glued to what precedes; a hyphen that starts a word or is
-#: followed by anything but a letter, a digit, a space or the end.
+#: glued to what follows, dashes glued to what precedes, em dashes apart only by spaces (LB17);
+#: a hyphen that starts a word or is followed by anything but a letter, a digit, a space or the
+#: end.
 _DECIDED_ELSEWHERE = re.compile(
     r"^ | [.,:;)!?]|\( |[\"'] +\(|[^\w ]\("
     r"|[‘“’”](?: |$)|(?:^| )[‘“’”]"
-    r"|[!?–—…][^ !?]|[^ ][–—]"
+    r"|[!?–—…][^ !?]|[^ ][–—]|— +—"
     r"|(?:^| )-|-[^\w ]|-_"
 )
 
 
+#: Modifier letters that UAX #14 classes as "break before" (BB), unlike the letters around them.
+_BREAK_BEFORE = frozenset("\u02c8\u02cc")
+
+
 def _simple(ch: str) -> bool:
-    return ch in _BINDING or (ch.isalnum() and ord(ch) < 0x0530 and ch.isprintable())
+    return ch in _BINDING or (
+        ch.isalnum() and ord(ch) < 0x0530 and ch.isprintable() and ch not in _BREAK_BEFORE
+    )
 
 
 @lru_cache(maxsize=1024)
-def _spans(parts: tuple[str, ...], first: int) -> list[tuple[int, int]]:
+def _spans(parts: tuple[str, ...], first: int) -> tuple[tuple[int, int], ...]:
     """Line-break units of ``parts`` as spans of cluster indices counted from ``first``."""
     boundary: dict[int, int] = {}  # character offset -> index of the cluster starting there
     offset = 0
@@ -382,7 +389,7 @@ def _spans(parts: tuple[str, ...], first: int) -> list[tuple[int, int]]:
         begin = end
     if begin < len(parts):
         spans.append((first + begin, first + len(parts)))
-    return spans
+    return tuple(spans)
 
 
 def _hangul(cluster: str) -> bool:

@@ -196,7 +196,7 @@ def test_odd_code_points_do_not_break_the_bidi_pass(fonts: FontSet, text: str) -
 
 
 _SIMPLE_ALPHABET = st.sampled_from(
-    list("abcXYZ019 .,:;'\"()&éßÆøŁżΩλжЯ#@*_=~<>^`!?-‘’“”–—…")
+    list("abcXYZ019 .,:;'\"()&éßÆøŁżΩλжЯ#@*_=~<>^`!?-‘’“”–—…\u02c8\u02cc")
     + [chr(c) for c in range(0xC0, 0x250, 7)]
 )
 
@@ -258,3 +258,25 @@ def test_everyday_titles_take_the_direct_path_and_agree_with_uax14(title: str) -
     assert all(map(_simple, text)) and not _DECIDED_ELSEWHERE.search(text)
     _spans.cache_clear()
     assert [text[i:j] for i, j in _spans(tuple(text), 0)] == list(line_break_units(text))
+
+
+@pytest.mark.parametrize("text", ["a — — b", "a —  — b", "wait — — what", "ˈstress here", "aˌb c"])
+def test_direct_breaking_hands_over_what_it_cannot_decide(text: str) -> None:
+    from uniseg.linebreak import line_break_units
+
+    from ogshot.text import _spans
+
+    _spans.cache_clear()
+    assert [text[i:j] for i, j in _spans(tuple(text), 0)] == list(line_break_units(text))
+
+
+def test_cached_break_units_are_never_changed_by_a_reader(fonts: FontSet) -> None:
+    from ogshot.text import _CHUNK, Setter, _spans
+
+    _spans.cache_clear()
+    text = " ".join(f"word{i}" for i in range(60))  # several chunks
+    first = list(Setter(fonts, "bold", text).units(10_000))
+    second = list(Setter(fonts, "bold", text).units(10_000))  # served from the cache
+    assert first == second
+    assert "".join(text[i:j] for i, j in first) == text
+    assert len(text) > 2 * _CHUNK
