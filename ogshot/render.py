@@ -376,7 +376,7 @@ def _draw_box(
                     font=font,
                     fill=255,
                     anchor="ls",
-                    direction="rtl" if run.rtl else "ltr",
+                    direction=("rtl" if run.rtl else "ltr") if fonts.shapes else None,
                 )
             cx += run.width
     paint(canvas, colour, (bx, by), mask)

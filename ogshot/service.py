@@ -97,6 +97,11 @@ class CardService:
         self.settings = settings
         self.layouts = layouts or load_layouts(settings)
         self.fonts = fonts or FontSet.default()
+        if not self.fonts.shapes:
+            log.warning(
+                "Pillow has no RAQM text layout (is libfribidi installed?): titles are drawn "
+                "unshaped, and right-to-left and complex scripts come out wrong"
+            )
         self.clock = clock
         if cache is None:
             self.cache = make_cache(settings, clock=clock)
@@ -339,9 +344,11 @@ class CardService:
         self.renders += 1
         if self._processes is not None:
             layout = self.layouts.get(card.template)
-            return self._processes.render(card, layout, capture, self.fonts)
-        body = make_card_bytes(card, self.layouts, self.fonts, capture)
+            body = self._processes.render(card, layout, capture, self.fonts)
+        else:
+            body = make_card_bytes(card, self.layouts, self.fonts, capture)
         if self.renders % RELEASE_EVERY == 0:
+            # Worker processes or not, this process decodes captures and holds the cache.
             release_memory()
         return body
 

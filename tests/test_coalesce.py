@@ -340,7 +340,7 @@ def test_anything_that_changes_the_bytes_changes_the_key(
 def test_the_font_set_version_is_part_of_the_key(
     service: CardService, layouts: LayoutRegistry
 ) -> None:
-    fake_fonts: Any = SimpleNamespace(version="another-font-set")
+    fake_fonts: Any = SimpleNamespace(version="another-font-set", shapes=True)
     other = CardService(service.settings, layouts=layouts, fonts=fake_fonts)
     card = parse_card({"title": "Hello"})
     assert other.key(card) != service.key(card)

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from PIL import ImageFont
 
 from ogshot.fonts import (
     CJK,
@@ -14,6 +15,7 @@ from ogshot.fonts import (
     cjk_region,
     wants_emoji,
 )
+from ogshot.layouts import LayoutRegistry
 from ogshot.samples import TITLES
 from ogshot.text import clusters
 
@@ -151,3 +153,23 @@ def test_advances_are_kept_within_a_bound(fonts: FontSet) -> None:
     long = "x" * 500
     other.advance(other.primary.name, "regular", long, False)
     assert not any(key[-1] == long for key in other._advances)
+
+
+def test_without_raqm_cards_still_render_unshaped(
+    monkeypatch: pytest.MonkeyPatch, layouts: LayoutRegistry
+) -> None:
+    # Pillow without libraqm (libfribidi missing) refuses any text direction: a degraded
+    # machine must still answer with a card, not an error.
+    import ogshot.fonts as fonts_module
+    from ogshot.card import Card
+    from ogshot.render import render_card
+
+    monkeypatch.setattr(fonts_module, "layout_engine", lambda: ImageFont.Layout.BASIC)
+    basic = FontSet.from_dirs([])
+    assert not basic.shapes
+    image = render_card(
+        Card(title="Unshaped but legible", site="example.org"), layouts.get("default"), basic
+    )
+    assert image.size == (1200, 630)
+    assert image.getextrema() != ((0, 0), (0, 0), (0, 0))
+    assert basic.advance(basic.primary.name, "bold", "Unshaped", False) > 0
