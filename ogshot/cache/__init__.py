@@ -237,8 +237,16 @@ class TieredCache:
         return self.memory.peek(key) if self.memory is not None else None
 
     async def get(self, key: str) -> Entry | None:
+        return await self._read(key, skip_memory=False)
+
+    async def get_lower(self, key: str) -> Entry | None:
+        """Skip the memory tier: what other processes may have stored meanwhile."""
+        return await self._read(key, skip_memory=True)
+
+    async def _read(self, key: str, *, skip_memory: bool) -> Entry | None:
+        """The first tier's entry, copied into every tier above it."""
         for i, tier in enumerate(self.tiers):
-            if not self._up(i):
+            if (skip_memory and tier is self.memory) or not self._up(i):
                 continue
             try:
                 entry = await tier.get(key)
@@ -248,22 +256,6 @@ class TieredCache:
             if entry is not None:
                 for upper in range(i):
                     await self._set_one(upper, key, entry)
-                return entry
-        return None
-
-    async def get_lower(self, key: str) -> Entry | None:
-        """Skip the memory tier: what other processes may have stored meanwhile."""
-        for i, tier in enumerate(self.tiers):
-            if tier is self.memory or not self._up(i):
-                continue
-            try:
-                entry = await tier.get(key)
-            except Exception as exc:
-                self._failed(i, "read", exc)
-                continue
-            if entry is not None:
-                if self.memory is not None:
-                    await self.memory.set(key, entry)
                 return entry
         return None
 
