@@ -1,12 +1,17 @@
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -88,6 +93,44 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextmanager
+def ogshot_serve(
+    cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 30
+) -> Iterator[str]:
+    """A real ``ogshot serve`` process on a free loopback port until the block ends; yields its
+    base URL. Only the given OGSHOT_* variables reach it, and it runs in ``cwd`` (no .env)."""
+    port = free_port()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OGSHOT_")}
+    exe = Path(sys.executable).with_name("ogshot")
+    log_path = cwd / "serve.log"
+    log = log_path.open("wb")
+    proc = subprocess.Popen(
+        [str(exe), "serve", "--port", str(port), "--log-level", "warning", *args],
+        cwd=cwd,
+        env={**clean, **(env or {})},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                out = log_path.read_text(errors="replace")
+                pytest.fail(f"ogshot serve {' '.join(args)} did not come up: {out}")
+            time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+        log.close()
 
 
 @pytest.fixture(scope="session")

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +17,7 @@ from ogshot.layouts import LayoutRegistry
 from ogshot.service import CardService
 from ogshot.settings import Settings
 
-from .conftest import decode, free_port
+from .conftest import decode, ogshot_serve
 
 CARD = "/og.png?title=Fast%20path&site=example.org"
 SAME_CARD = "/og.png?site=example.org&title=Fast+path&theme=auto"
@@ -105,38 +102,8 @@ def test_errors_never_enter_the_memo(client: TestClient) -> None:
 
 @pytest.fixture
 def two_workers(redis_url: str, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OGSHOT_")}
-    env["OGSHOT_REDIS_URL"] = redis_url
-    exe = Path(sys.executable).with_name("ogshot")
-    log = (tmp_path / "serve.log").open("wb")
-    proc = subprocess.Popen(
-        [str(exe), "serve", "--port", str(port), "--workers", "2", "--log-level", "warning"],
-        cwd=tmp_path,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(
-                    "ogshot serve --workers 2 did not come up: "
-                    + (tmp_path / "serve.log").read_text(errors="replace")
-                )
-            time.sleep(0.1)
+    with ogshot_serve(tmp_path, "--workers", "2", env={"OGSHOT_REDIS_URL": redis_url}) as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
-        log.close()
 
 
 def test_two_served_workers_sharing_redis_make_a_cold_card_once(two_workers: str) -> None:

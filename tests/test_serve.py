@@ -2,58 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from .conftest import decode
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from .conftest import decode, ogshot_serve
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OGSHOT_")}
-    cwd = tmp_path_factory.mktemp("serve")  # no .env here
-    exe = Path(sys.executable).with_name("ogshot")
-    log = (cwd / "serve.log").open("wb")
-    proc = subprocess.Popen(
-        [str(exe), "serve", "--port", str(port), "--log-level", "warning"],
-        cwd=cwd,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                out = (cwd / "serve.log").read_text(errors="replace")
-                pytest.fail(f"ogshot serve did not come up: {out}")
-            time.sleep(0.1)
+    with ogshot_serve(tmp_path_factory.mktemp("serve")) as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
 
 
 def test_served_card(server: str) -> None:
