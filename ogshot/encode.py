@@ -14,6 +14,10 @@ grain) is encoded a second time with more effort, and the smaller result wins: t
 stays fast and the rare heavy case stays as small as a lossless format allows.
 
 ``ENCODER_VERSION`` goes into cache keys: a change of encoder settings changes bytes.
+
+The bytes are a function of the image alone: how the rows are cut into deflate pieces follows
+their size, never the number of CPUs or threads, so every replica makes the same bytes (and the
+same ETag) for the same card.
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ except ImportError:  # pragma: no cover - exercised by monkeypatching in the tes
     _fast_deflate = None
 
 #: 2: hand-written PNG around ISA-L's deflate; WebP at method 0.
-ENCODER_VERSION = "2"
+#: 3: deflate pieces fixed by the data's size, not the CPU count.
+ENCODER_VERSION = "3"
 
 #: Quality for lossy formats: high enough that title text keeps crisp edges.
 JPEG_QUALITY = 88
@@ -105,12 +110,16 @@ def fast_png(image: Image.Image) -> bytes:
 #: through a mask, measured here, ran three times slower for the rest of the thread's life. The
 #: state belongs to the thread, so deflating on threads of its own keeps the render threads fast.
 #:
-#: Large rows are also deflated in as many pieces at once as there are such threads (pigz's way:
-#: each piece its own deflate stream, all but the last ending on a byte boundary, the Adler-32
-#: combined): on two cores a screenshot card's deflate takes 2 ms instead of 3.
+#: Large rows are also deflated in pieces at once (pigz's way: each piece its own deflate
+#: stream, all but the last ending on a byte boundary, the Adler-32 combined): on two cores a
+#: screenshot card's deflate takes 2 ms instead of 3. The pieces are cut by size alone — one per
+#: :data:`_PIECE_BYTES`, at most :data:`_MAX_PIECES` — and the threads only decide how many run
+#: at once: a machine with one core makes the same bytes as one with four, only more slowly.
 _DEFLATE_WORKERS = min(4, os.cpu_count() or 1)
 #: Smallest piece worth a thread of its own.
 _PIECE_BYTES = 512 * 1024
+#: Most pieces one stream is cut into (a 1200×630 RGB card's rows make four).
+_MAX_PIECES = 4
 
 
 def _deflate_threads() -> ThreadPoolExecutor:
@@ -132,7 +141,7 @@ os.register_at_fork(after_in_child=_renew_after_fork)
 def _isal_deflate(data: bytes) -> bytes:
     """A zlib stream of ``data``, deflated by ISA-L on the deflate threads."""
     assert _fast_deflate is not None
-    pieces = min(_DEFLATE_WORKERS, max(1, len(data) // _PIECE_BYTES))
+    pieces = piece_count(len(data))
     if pieces == 1:
         compress: Callable[[bytes, int], bytes] = _fast_deflate.compress
         return _DEFLATE_THREADS.submit(compress, data, ISAL_LEVEL).result()
@@ -148,6 +157,11 @@ def _isal_deflate(data: bytes) -> bytes:
         adler = adler32_combine(adler, piece_adler, bounds[i + 1] - bounds[i])
     # 0x78 0x01: deflate with a 32 KB window, no preset dictionary (and the header's check bits).
     return b"".join((b"\x78\x01", *(body for body, _ in parts), struct.pack(">I", adler)))
+
+
+def piece_count(length: int) -> int:
+    """How many deflate pieces ``length`` bytes of rows are cut into: by size, never by CPUs."""
+    return min(_MAX_PIECES, max(1, length // _PIECE_BYTES))
 
 
 def _deflate_piece(piece: memoryview, last: bool) -> tuple[bytes, int]:

@@ -272,3 +272,37 @@ def test_large_rows_deflated_in_pieces_make_one_valid_png(
     assert decode(body).tobytes() == image.tobytes()
     result = _pngcheck(tmp_path, body, "pieces.png")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _encode_with_threads(
+    monkeypatch: pytest.MonkeyPatch, image: Image.Image, threads: int
+) -> bytes:
+    monkeypatch.setattr(enc, "_DEFLATE_WORKERS", threads)
+    pool = enc._deflate_threads()
+    monkeypatch.setattr(enc, "_DEFLATE_THREADS", pool)
+    try:
+        return enc.encode(image, "png")
+    finally:
+        pool.shutdown()
+
+
+def test_same_card_same_bytes_on_one_and_four_deflate_threads(
+    monkeypatch: pytest.MonkeyPatch, layouts: LayoutRegistry, fonts: FontSet
+) -> None:
+    # Replicas on machines with different core counts must agree on every byte (and so on the
+    # ETag): the piece layout follows the size of the rows, never the number of threads.
+    capture = _photo("RGB", 5).resize((1280, 800))
+    image = render_card(Card(title="Same bytes", subtitle="Everywhere"), layouts.get("default"),
+                        fonts, capture)
+    raw_rows = image.height * (1 + image.width * 3)
+    assert raw_rows > 2 * enc._PIECE_BYTES  # big enough to be cut into pieces
+    bodies = {n: _encode_with_threads(monkeypatch, image, n) for n in (1, 2, 4)}
+    assert bodies[1] == bodies[2] == bodies[4]
+    assert decode(bodies[1]).tobytes() == image.convert("RGB").tobytes()
+
+
+def test_piece_count_follows_size_alone() -> None:
+    assert enc.piece_count(0) == 1
+    assert enc.piece_count(enc._PIECE_BYTES - 1) == 1
+    assert enc.piece_count(2 * enc._PIECE_BYTES) == 2
+    assert enc.piece_count(100 * enc._PIECE_BYTES) == enc._MAX_PIECES
