@@ -11,6 +11,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from ogshot import service as service_module
 from ogshot.api import create_app
 from ogshot.cache.redis_tier import RedisCache
 from ogshot.card import Card, parse_card
@@ -344,3 +345,14 @@ def test_the_font_set_version_is_part_of_the_key(
     other = CardService(service.settings, layouts=layouts, fonts=fake_fonts)
     card = parse_card({"title": "Hello"})
     assert other.key(card) != service.key(card)
+
+
+@pytest.mark.parametrize("name", ["RENDERER_VERSION", "ENCODER_VERSION"])
+def test_renderer_and_encoder_versions_are_part_of_the_key(
+    service: CardService, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    # Moving either version must move every key, or old bytes would be served as new ones.
+    card = parse_card({"title": "Hello"})
+    before = service.key(card)
+    monkeypatch.setattr(service_module, name, "moved-on")
+    assert service.key(card) != before
