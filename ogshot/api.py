@@ -23,6 +23,7 @@ from . import __version__, screenshots
 from .card import parse_card
 from .conditional import byte_range, none_match
 from .errors import OgshotError, UriTooLong
+from .headers import Conditions
 from .service import CardResult, CardService
 from .settings import Settings
 
@@ -192,13 +193,12 @@ def _also_head(app: FastAPI, path: str, endpoint: Callable[..., Any]) -> None:
 
 
 def card_reply(
-    method: str,
-    if_none_match: str | None,
-    range_: str | None,
-    if_range: str | None,
-    result: CardResult,
+    method: str, conditions: Conditions, result: CardResult
 ) -> tuple[int, dict[str, str], bytes]:
     """HTTP semantics for a card: ETag, 304, HEAD, Range, Cache-Control.
+
+    The one place both roads to a card (the route and :class:`CardFastPath`) take their answer
+    from, given the same :class:`~ogshot.headers.Conditions` read from the same raw headers.
 
     Returns the status, the headers (``Content-Type`` and ``Content-Length`` included, except on a
     304) and the body to send (empty for HEAD and 304).
@@ -212,11 +212,11 @@ def card_reply(
     }
     if result.fallback:
         headers["X-Ogshot-Fallback"] = result.fallback
-    if none_match(if_none_match, entry.etag):
+    if none_match(conditions.if_none_match, entry.etag):
         return 304, headers, b""
     headers["Accept-Ranges"] = "bytes"
     size = len(entry.body)
-    span = byte_range(range_, if_range, entry.etag, size)
+    span = byte_range(conditions.range, conditions.if_range, entry.etag, size)
     body = entry.body
     status = 200
     if span is not None:
@@ -231,10 +231,8 @@ def card_reply(
 
 def card_response(request: Request, result: CardResult) -> Response:
     """The :func:`card_reply` for a request, as a response object."""
-    h = request.headers
-    status, headers, body = card_reply(
-        request.method, h.get("if-none-match"), h.get("range"), h.get("if-range"), result
-    )
+    conditions = Conditions.read(request.scope["headers"])
+    status, headers, body = card_reply(request.method, conditions, result)
     return Response(body, status_code=status, headers=headers)
 
 
@@ -279,18 +277,11 @@ _RAW_HEADERS: LRUCache[_HeaderKey, list[tuple[bytes, bytes]]] = LRUCache(maxsize
 
 
 async def _send_card(scope: Scope, send: Send, result: CardResult) -> None:
-    inm = rng = if_range = None
-    for name, value in scope["headers"]:
-        if name == b"if-none-match":
-            inm = value.decode("latin-1")
-        elif name == b"range":
-            rng = value.decode("latin-1")
-        elif name == b"if-range":
-            if_range = value.decode("latin-1")
+    conditions = Conditions.read(scope["headers"])
     memo_key: _HeaderKey | None = None
-    if rng is None:
+    if conditions.range is None:
         # Without Range the reply is 200 or 304 and its headers depend on nothing else.
-        status = 304 if none_match(inm, result.entry.etag) else 200
+        status = 304 if none_match(conditions.if_none_match, result.entry.etag) else 200
         memo_key = (result.entry.etag, result.cache_control, result.fallback, result.source, status)
         raw = _RAW_HEADERS.get(memo_key)
         if raw is not None:
@@ -298,7 +289,7 @@ async def _send_card(scope: Scope, send: Send, result: CardResult) -> None:
             await send({"type": "http.response.start", "status": status, "headers": raw})
             await send({"type": "http.response.body", "body": body})
             return
-    status, headers, body = card_reply(scope["method"], inm, rng, if_range, result)
+    status, headers, body = card_reply(scope["method"], conditions, result)
     raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
     if memo_key is not None:
         _RAW_HEADERS[memo_key] = raw

@@ -21,6 +21,7 @@ from .capture.store import CaptureStore
 from .card import Card, invalid_from_validation
 from .conditional import none_match
 from .errors import InvalidParameter, OgshotError
+from .headers import field_value
 from .service import CardService
 
 router = APIRouter()
@@ -73,7 +74,7 @@ async def screenshot(
         "Content-Length": str(len(entry.body)),
         "X-Content-Type-Options": "nosniff",
     }
-    if none_match(request.headers.get("if-none-match"), entry.etag):
+    if none_match(field_value(request.scope["headers"], b"if-none-match"), entry.etag):
         del headers["Content-Length"]
         return Response(status_code=304, headers=headers)
     body = b"" if request.method == "HEAD" else entry.body

@@ -178,6 +178,10 @@ class FakeUpstream:
             return self.send(h, 500, b"boom", "text/plain")
         if page == "e503":
             return self.send(h, 503, b"busy", "text/plain", {"Retry-After": "0"})
+        if page == "e503-superscript":  # a Retry-After that str.isdigit() accepts, int() refuses
+            return self.send(h, 503, b"busy", "text/plain", {"Retry-After": "\u00b2"})
+        if page == "e503-long":  # delta-seconds thousands of digits long
+            return self.send(h, 503, b"busy", "text/plain", {"Retry-After": "9" * 5000})
         if page == "e429":
             return self.send(h, 429, b"slow down", "text/plain", {"Retry-After": "0"})
         if page == "e404":

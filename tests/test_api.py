@@ -178,3 +178,42 @@ def test_healthz_and_docs(client: TestClient) -> None:
 def test_templates_lists_layouts(client: TestClient) -> None:
     names = [t["name"] for t in client.get("/templates").json()["templates"]]
     assert "default" in names
+
+
+# Each of these is asked twice: first sight takes the normal route, the repeat the fast path.
+@pytest.mark.parametrize(
+    "value", ["bytes=\u00b2-5", "bytes=0-\u00b3", "bytes=-\u00b9", "bytes=" + "9" * 5000 + "-"]
+)
+def test_range_with_digits_outside_the_grammar_gives_the_full_card_on_both_paths(
+    client: TestClient, value: str
+) -> None:
+    full = client.get(CARD).content
+    for _ in range(2):
+        r = client.get(CARD + "&v=digits", headers=[(b"Range", value.encode("utf-8"))])
+        assert r.status_code == 200
+        assert len(r.content) == len(full)
+
+
+def test_if_none_match_with_an_empty_list_element_gives_304_on_both_paths(
+    client: TestClient,
+) -> None:
+    tag = client.get(CARD).headers["etag"]
+    for _ in range(2):
+        assert client.get(CARD, headers={"If-None-Match": f", {tag}"}).status_code == 304
+
+
+def test_two_if_none_match_lines_are_one_list_on_both_paths(client: TestClient) -> None:
+    tag = client.get(CARD).headers["etag"]
+    for order in ([tag, '"other"'], ['"other"', tag]):
+        for _ in range(2):
+            r = client.get(CARD, headers=[("If-None-Match", order[0]), ("If-None-Match", order[1])])
+            assert r.status_code == 304
+
+
+def test_two_range_lines_give_the_same_answer_on_both_paths(client: TestClient) -> None:
+    size = len(client.get(CARD).content)
+    headers = [("Range", "bytes=0-9"), ("Range", "bytes=20-29")]
+    first = client.get(CARD + "&v=two-ranges", headers=headers)
+    again = client.get(CARD + "&v=two-ranges", headers=headers)
+    assert first.status_code == again.status_code == 200
+    assert len(first.content) == len(again.content) == size

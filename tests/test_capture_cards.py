@@ -109,6 +109,8 @@ def test_a_new_title_on_the_same_page_reuses_the_capture(
         ("wrongsize", "wrong_size"),
         ("e500", "upstream_5xx"),
         ("e503", "upstream_5xx"),
+        ("e503-superscript", "upstream_5xx"),
+        ("e503-long", "upstream_5xx"),
         ("e429", "upstream_429"),
         ("e404", "upstream_4xx"),
     ],

@@ -20,6 +20,7 @@ from ogshot.capture import (
 )
 from ogshot.capture.presets import HERMES_DEFAULT_URL
 from ogshot.capture.upstream import CircuitBreaker, UpstreamCapture, parse_retry_after
+from ogshot.headers import HUGE
 from ogshot.settings import Settings
 
 from .fake_upstream import png_bomb, synthetic_page
@@ -114,8 +115,12 @@ def test_hermes_request_shape() -> None:
     assert result.media_type == "image/png" and result.body == PNG
     sent = route.calls.last.request
     assert dict(sent.url.params) == {
-        "url": PAGE, "width": "1200", "height": "630", "format": "png",
-        "full_page": "false", "delay": "1500",
+        "url": PAGE,
+        "width": "1200",
+        "height": "630",
+        "format": "png",
+        "full_page": "false",
+        "delay": "1500",
     }
     assert sent.headers["X-API-Key"] == "sekrit"
 
@@ -137,8 +142,12 @@ def test_screenshotone_request_shape() -> None:
     run(capture(provider(settings(upstream_preset="screenshotone"))))
     sent = route.calls.last.request
     assert dict(sent.url.params) == {
-        "url": PAGE, "viewport_width": "1200", "viewport_height": "630", "format": "png",
-        "full_page": "false", "delay": "2",  # seconds, rounded up from 1500 ms
+        "url": PAGE,
+        "viewport_width": "1200",
+        "viewport_height": "630",
+        "format": "png",
+        "full_page": "false",
+        "delay": "2",  # seconds, rounded up from 1500 ms
     }
     assert sent.headers["X-Access-Key"] == "sekrit"
 
@@ -152,8 +161,13 @@ def test_urlbox_request_shape() -> None:
     sent = route.calls.last.request
     assert sent.headers["Authorization"] == "Bearer sekrit"
     assert json.loads(sent.content) == {
-        "url": PAGE, "width": 1200, "height": 630, "format": "png", "full_page": False,
-        "delay": 1500, "response_type": "binary",
+        "url": PAGE,
+        "width": 1200,
+        "height": 630,
+        "format": "png",
+        "full_page": False,
+        "delay": 1500,
+        "response_type": "binary",
     }
 
 
@@ -165,8 +179,14 @@ def test_apiflash_request_shape() -> None:
     run(capture(provider(settings(upstream_preset="apiflash"))))
     params = dict(route.calls.last.request.url.params)
     assert params == {
-        "access_key": "sekrit", "url": PAGE, "width": "1200", "height": "630", "format": "png",
-        "full_page": "false", "delay": "2", "response_type": "image",
+        "access_key": "sekrit",
+        "url": PAGE,
+        "width": "1200",
+        "height": "630",
+        "format": "png",
+        "full_page": "false",
+        "delay": "2",
+        "response_type": "image",
     }
 
 
@@ -194,16 +214,32 @@ def _fails(route_setup: Any, s: Settings | None = None) -> tuple[CaptureError, i
         (lambda r: r.respond(404), "upstream_4xx", 404, 1),
         (lambda r: r.respond(400), "upstream_4xx", 400, 1),
         (lambda r: r.respond(401), "upstream_auth", 502, 1),
-        (lambda r: r.respond(200, text="<html/>", content_type="text/html"),
-         "bad_content_type", 502, 1),
+        (
+            lambda r: r.respond(200, text="<html/>", content_type="text/html"),
+            "bad_content_type",
+            502,
+            1,
+        ),
         (lambda r: r.respond(200, json={"url": "x"}), "bad_content_type", 502, 1),
         (lambda r: r.respond(200, content=b"", content_type="image/png"), "empty_body", 502, 1),
-        (lambda r: r.respond(200, content=b"GIF89a" + b"\0" * 50, content_type="image/png"),
-         "bad_image", 502, 1),
-        (lambda r: r.respond(200, content=png_bomb(), content_type="image/png"),
-         "image_too_large", 502, 1),
-        (lambda r: r.respond(200, content=synthetic_page(300, 200), content_type="image/png"),
-         "wrong_size", 502, 1),
+        (
+            lambda r: r.respond(200, content=b"GIF89a" + b"\0" * 50, content_type="image/png"),
+            "bad_image",
+            502,
+            1,
+        ),
+        (
+            lambda r: r.respond(200, content=png_bomb(), content_type="image/png"),
+            "image_too_large",
+            502,
+            1,
+        ),
+        (
+            lambda r: r.respond(200, content=synthetic_page(300, 200), content_type="image/png"),
+            "wrong_size",
+            502,
+            1,
+        ),
     ],
 )
 def test_fault_table(setup: Any, reason: str, status: int, calls: int) -> None:
@@ -247,8 +283,9 @@ def test_octet_stream_and_scaled_captures_are_accepted() -> None:
 def test_backoff_is_exponential_capped_and_jittered() -> None:
     respx.get(HERMES_DEFAULT_URL).respond(500)
     t = FakeTime()
-    s = settings(upstream_retries=4, upstream_backoff=1.0, upstream_backoff_max=3.0,
-                 upstream_timeout=100)
+    s = settings(
+        upstream_retries=4, upstream_backoff=1.0, upstream_backoff_max=3.0, upstream_timeout=100
+    )
     with pytest.raises(CaptureError):
         run(capture(provider(s, t, rand=1.0)))
     assert t.sleeps == [1.0, 2.0, 3.0, 3.0]
@@ -283,17 +320,41 @@ def test_retry_after_longer_than_the_cap_fails_at_once_and_passes_it_on() -> Non
 
 def test_parse_retry_after() -> None:
     assert parse_retry_after("7", 0) == 7.0
+    assert parse_retry_after(" 7\t", 0) == 7.0
+    assert parse_retry_after("007", 0) == 7.0
     assert parse_retry_after("Thu, 01 Jan 1970 00:01:40 GMT", 40.0) == 60.0
     assert parse_retry_after("soon", 0) is None
     assert parse_retry_after(None, 0) is None
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "1\u00b3", "\u0661", "+5", "-5", "5 5", "", "\u00a05"])
+def test_parse_retry_after_reads_only_ascii_digits(value: str) -> None:
+    # str.isdigit() accepts superscripts and Arabic-Indic digits; the grammar is 1*DIGIT.
+    assert parse_retry_after(value, 0) is None
+
+
+def test_parse_retry_after_reads_numbers_of_any_length() -> None:
+    assert parse_retry_after("9" * 5000, 0) == float(HUGE)
+    assert parse_retry_after("0" * 5000 + "3", 0) == 3.0
+    assert parse_retry_after("Mon, 01 Jan 99999 00:00:00 GMT", 0) is None
+
+
+@respx.mock
+def test_declared_length_that_is_not_ascii_digits_is_read_and_capped() -> None:
+    respx.get(HERMES_DEFAULT_URL).respond(
+        200, content=PNG, headers=[(b"Content-Type", b"image/png"), (b"Content-Length", b"\xb2")]
+    )
+    got = run(capture(provider(settings())))
+    assert got.body == PNG
 
 
 @respx.mock
 def test_no_retry_past_the_overall_deadline() -> None:
     route = respx.get(HERMES_DEFAULT_URL).respond(500)
     t = FakeTime()
-    s = settings(upstream_retries=10, upstream_backoff=4.0, upstream_backoff_max=4.0,
-                 upstream_timeout=10)
+    s = settings(
+        upstream_retries=10, upstream_backoff=4.0, upstream_backoff_max=4.0, upstream_timeout=10
+    )
     with pytest.raises(CaptureError):
         run(capture(provider(s, t)))
     assert route.call_count == 3  # at t=0, 4, 8; a fourth would start after the deadline

@@ -22,6 +22,15 @@ TAG = '"abc123"'
         ("abc123", False),  # unquoted: malformed, never matches
         ('"abc', False),
         ('"other", garbage', False),
+        # Empty list elements are ignored (RFC 9110 §5.6.1).
+        (', "abc123"', True),
+        ('"other",, ,"abc123",', True),
+        (",", False),
+        # Two lines, as ogshot.headers combines them.
+        ('"other", "abc123"', True),
+        # A comma inside an entity tag is part of it.
+        ('"abc,123"', False),
+        ('"x,"abc123"', False),
     ],
 )
 def test_if_none_match_uses_weak_comparison(header: str | None, match: bool) -> None:
@@ -47,6 +56,27 @@ def test_if_none_match_uses_weak_comparison(header: str | None, match: bool) -> 
         ("bytes=0-99", TAG, (0, 99)),
         ("bytes=0-99", '"stale"', None),
         ("bytes=0-99", 'W/"abc123"', None),  # If-Range needs a strong match
+        # Positions are ASCII digits: str.isdigit() also accepts these, int() does not.
+        ("bytes=\u00b2-5", None, None),
+        ("bytes=0-\u00b3", None, None),
+        ("bytes=-\u00b9", None, None),
+        ("bytes=\u0661-5", None, None),
+        ("bytes=+1-5", None, None),
+        # Any length: thousands of digits read as "very large", never converted.
+        ("bytes=" + "9" * 5000 + "-", None, None),
+        ("bytes=5-" + "9" * 5000, None, (5, 999)),
+        ("bytes=-" + "9" * 5000, None, None),
+        ("bytes=" + "0" * 5000 + "5-9", None, (5, 9)),
+        # Empty list elements are ignored; two specs (two Range lines combined) give the 200.
+        ("bytes=, 0-99 ,", None, (0, 99)),
+        ("bytes=0-99, bytes=0-99", None, None),
+        ("bytes=0-9, 20-29", None, None),
+        ("BYTES = 0-99", None, (0, 99)),
+        ("bytes=0 - 99", None, None),
+        ("bytes=\u00a00-99", None, None),
+        ("bytes", None, None),
+        ("bytes=", None, None),
+        ("bytes=-", None, None),
     ],
 )
 def test_byte_range(

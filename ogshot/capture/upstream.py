@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
+from ..headers import OWS, digits
 from ..settings import Settings
 from . import Capture, CaptureError, CaptureRequest
 from .images import MEDIA_TYPES, check
@@ -99,14 +100,15 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), or None."""
     if not value:
         return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
+    value = value.strip(OWS)
+    seconds = digits(value)
+    if seconds is not None:
+        return float(seconds)
     try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        when = email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, OverflowError):
         return None
-    return max(0.0, when.timestamp() - now)
+    return max(0.0, when - now)
 
 
 def _timeout() -> CaptureError:
@@ -299,8 +301,8 @@ class UpstreamCapture:
 
     async def _read_capped(self, resp: httpx.Response) -> bytes:
         cap = self.settings.capture_max_bytes
-        declared = resp.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > cap:
+        declared = digits(resp.headers.get("content-length", "").strip(OWS))
+        if declared is not None and declared > cap:
             raise CaptureError("too_large", f"the upstream image is over {cap} bytes")
         chunks: list[bytes] = []
         size = 0
