@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -26,6 +27,7 @@ from .errors import OgshotError, UriTooLong
 from .headers import Conditions
 from .service import CardResult, CardService
 from .settings import Settings
+from .signing import Signer
 
 log = logging.getLogger("ogshot")
 
@@ -94,6 +96,7 @@ def create_app(settings: Settings | None = None, *, service: CardService | None 
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
+    app.state.signer = Signer.from_settings(settings)
     app.state.card_keys = LRUCache(maxsize=KEY_MEMO_ENTRIES)
     _install_error_handlers(app)
     _install_routes(app)
@@ -148,15 +151,21 @@ def _install_routes(app: FastAPI) -> None:
         accent: Annotated[str | None, Query(description="Accent colour #rrggbb")] = None,
         format: Annotated[str | None, Query(description="png, jpeg or webp")] = None,
         v: Annotated[str | None, Query(description="Opaque cache buster")] = None,
+        exp: Annotated[str | None, Query(description="Signed URLs: expiry, Unix seconds")] = None,
+        sig: Annotated[str | None, Query(description="Signed URLs: the signature")] = None,
     ) -> Response:
         """A 1200×630 social card. Parameters are declared for the OpenAPI page; ``Card``
         validates them all at once, so every bad value gets the same error shape."""
-        card = parse_card(dict(request.query_params))
+        params = dict(request.query_params)
+        card = parse_card(params)
+        request.app.state.signer.verify(card, params.get("exp"), params.get("sig"), now=time.time())
         svc: CardService = request.app.state.service
         key = svc.key(card)
         query = request.scope["query_string"]
-        if len(query) <= KEY_MEMO_QUERY_MAX:
-            # The same query string means the same key for the life of this process.
+        if len(query) <= KEY_MEMO_QUERY_MAX and "exp" not in params:
+            # The same query string means the same key (and, verified once, the same verdict on
+            # its signature) for the life of this process. A URL that expires is checked anew
+            # each time, so it is never memoised.
             request.app.state.card_keys[query] = key
         result = await svc.card_for_key(key, card)
         return card_response(request, result)

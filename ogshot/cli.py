@@ -1,4 +1,4 @@
-"""The command line: ``ogshot serve``, ``ogshot render``, ``ogshot templates``.
+"""The command line: ``ogshot serve``, ``ogshot render``, ``ogshot sign``, ``ogshot templates``.
 
 The CLI walks the same road as the HTTP API (``service.make_card_bytes``) without HTTP. Errors
 become one line on stderr and exit status 1.
@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .card import CARD_FIELDS, parse_card
-from .errors import OgshotError
+from .errors import InvalidParameter, OgshotError
 from .settings import Settings
 
 
@@ -53,6 +56,56 @@ def _render(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+#: Where ``ogshot sign`` points its URLs when ``OGSHOT_PUBLIC_URL`` is not set.
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
+
+
+def sign_url(
+    settings: Settings, params: Mapping[str, str | None], *, exp: int | None = None
+) -> str:
+    """The absolute, signed /og.png URL of these card parameters: what ``ogshot sign`` prints."""
+    from .signing import Signer, card_url
+
+    card = parse_card(params)
+    signer = Signer.from_settings(settings)
+    return card_url(settings.public_url or DEFAULT_PUBLIC_URL, signer.signed_params(card, exp=exp))
+
+
+def _expiry(args: argparse.Namespace, now: float) -> int | None:
+    seconds: int | None = args.exp
+    if seconds is not None:
+        if seconds <= 0:
+            raise InvalidParameter("--exp must be a positive number of seconds")
+        return int(now) + seconds
+    if args.expires_at is not None:
+        text = args.expires_at.strip()
+        if text.isdigit():
+            return int(text)
+        try:
+            when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidParameter(
+                "--expires-at must be Unix seconds or an ISO 8601 time (2030-01-31T12:00:00Z)"
+            ) from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return int(when.timestamp())
+    return None
+
+
+def _sign(args: argparse.Namespace, settings: Settings) -> int:
+    params = {name: getattr(args, name) for name in CARD_FIELDS}
+    exp = _expiry(args, time.time())
+    if not settings.signing_keys.get_secret_value():
+        print(
+            "ogshot: OGSHOT_SIGNING_KEYS is not set: this URL is unsigned, and a server with "
+            "keys will refuse it",
+            file=sys.stderr,
+        )
+    print(sign_url(settings, params, exp=exp))
+    return 0
+
+
 def _templates(args: argparse.Namespace, settings: Settings) -> int:
     from .service import load_layouts
 
@@ -91,6 +144,17 @@ def build_parser() -> argparse.ArgumentParser:
     _card_options(render)
     render.add_argument("-o", "--out", default="card.png", help="output file, or - for stdout")
     render.set_defaults(func=_render)
+
+    sign = sub.add_parser(
+        "sign", help="print the signed /og.png URL of a card (see OGSHOT_SIGNING_KEYS)"
+    )
+    _card_options(sign)
+    expiry = sign.add_mutually_exclusive_group()
+    expiry.add_argument("--exp", type=int, default=None, metavar="SECONDS", help="valid this long")
+    expiry.add_argument(
+        "--expires-at", default=None, metavar="WHEN", help="valid until: Unix seconds or ISO 8601"
+    )
+    sign.set_defaults(func=_sign)
 
     templates = sub.add_parser("templates", help="list the layouts")
     templates.set_defaults(func=_templates)

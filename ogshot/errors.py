@@ -9,6 +9,9 @@ a one-line message and exit status 1::
     ├── BadRequest (400 bad_request)
     │   └── InvalidParameter (422 invalid_parameter)
     ├── Forbidden (403 forbidden)
+    │   ├── SignatureRequired (403 signature_required)
+    │   ├── BadSignature (403 bad_signature)
+    │   └── SignatureExpired (403 signature_expired)
     ├── NotFound (404 not_found)
     │   └── UnknownTemplate (404 unknown_template)
     ├── PayloadTooLarge (413 too_large)
@@ -17,7 +20,8 @@ a one-line message and exit status 1::
     ├── UpstreamError (502 upstream_error)
     │   └── UpstreamTimeout (504 upstream_timeout)
     ├── Overloaded (503 overloaded)
-    └── LayoutError (500 layout_error)   a broken layout file, found at load time
+    ├── LayoutError (500 layout_error)   a broken layout file, found at load time
+    └── ConfigError (500 config_error)   a setting that cannot be used, found at start-up
 """
 
 from __future__ import annotations
@@ -55,6 +59,18 @@ class InvalidParameter(BadRequest):
 class Forbidden(OgshotError):
     status = 403
     code = "forbidden"
+
+
+class SignatureRequired(Forbidden):
+    code = "signature_required"
+
+
+class BadSignature(Forbidden):
+    code = "bad_signature"
+
+
+class SignatureExpired(Forbidden):
+    code = "signature_expired"
 
 
 class NotFound(OgshotError):
@@ -102,3 +118,9 @@ class LayoutError(OgshotError):
     """A layout file that does not validate; raised at load time, naming the file and field."""
 
     code = "layout_error"
+
+
+class ConfigError(OgshotError):
+    """A setting that cannot be used (a malformed signing key, say); raised at start-up."""
+
+    code = "config_error"

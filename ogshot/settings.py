@@ -55,6 +55,8 @@ class Settings(BaseSettings):
 
     # Signing and absolute URLs
     signing_keys: SecretStr = SecretStr("")
+    #: With signing on, still make cards that have no ``url`` (so no capture) without a signature.
+    allow_unsigned_text_cards: bool = False
     public_url: str = ""
 
     # Caching
