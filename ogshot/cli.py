@@ -106,6 +106,14 @@ def _sign(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _batch(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from .batchcli import run_batch
+
+    return asyncio.run(run_batch(args, settings))
+
+
 def _templates(args: argparse.Namespace, settings: Settings) -> int:
     from .service import load_layouts
 
@@ -155,6 +163,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--expires-at", default=None, metavar="WHEN", help="valid until: Unix seconds or ISO 8601"
     )
     sign.set_defaults(func=_sign)
+
+    batch = sub.add_parser(
+        "batch",
+        help="make the cards of a folder of pages, or of a JSON, JSON lines or CSV file",
+        description="Make every card of SOURCE into --out, skipping those already made "
+        "(a manifest in --out remembers them).",
+    )
+    batch.add_argument("source", help="a folder of Markdown/HTML pages, or a .json/.jsonl/.csv")
+    batch.add_argument("--out", required=True, help="folder the cards go to")
+    batch.add_argument("--jobs", "-j", type=int, default=0, help="cards made at once")
+    batch.add_argument("--manifest", default=None, help="default: OUT/.ogshot-manifest.json")
+    batch.add_argument("--meta", default=None, help="write each page's meta tags to this JSON")
+    batch.add_argument("--base-url", default=None, help="URL where OUT is served (for --meta)")
+    batch.add_argument("--no-prune", action="store_true", help="keep cards of deleted pages")
+    batch.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    for name in ("site", "template", "theme", "accent", "format"):
+        batch.add_argument(f"--{name}", default=None, help=f"default '{name}' of every card")
+    batch.set_defaults(func=_batch)
 
     templates = sub.add_parser("templates", help="list the layouts")
     templates.set_defaults(func=_templates)

@@ -149,8 +149,16 @@ class CardService:
 
     def key(self, card: Card) -> str:
         """sha256 over the canonical JSON of everything that determines the card's bytes."""
+        raw = json.dumps(
+            self.key_material(card), sort_keys=True, ensure_ascii=False, separators=(",", ":")
+        )
+        return "card:" + hashlib.sha256(raw.encode()).hexdigest()
+
+    def key_material(self, card: Card) -> dict[str, object]:
+        """Everything that determines the card's bytes: the card, its layout's version and
+        digest, the renderer, encoder and font set versions, and the capture backend."""
         layout = self.layouts.get(card.template)
-        material = {
+        return {
             "card": card.canonical(),
             "layout": [layout.name, layout.version, layout.digest],
             "renderer": RENDERER_VERSION,
@@ -158,8 +166,6 @@ class CardService:
             "fonts": self.fonts.version,
             "capture": self.capture.name if card.url and self.capture.enabled else "none",
         }
-        raw = json.dumps(material, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-        return "card:" + hashlib.sha256(raw.encode()).hexdigest()
 
     def result_for(self, entry: Entry, source: str) -> CardResult:
         cc = self._card_cc if entry.fallback is None else self._fallback_cc
