@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import quote
 
 from .card import Card, parse_card
 from .errors import OgshotError
@@ -272,6 +273,6 @@ def meta_entry(outcome: Outcome, base_url: str) -> dict[str, Any] | None:
     or None when it has no card."""
     if outcome.card is None or not outcome.out:
         return None
-    url = f"{base_url.rstrip('/')}/{outcome.out}?v={outcome.v}"
+    url = f"{base_url.rstrip('/')}/{quote(outcome.out)}?v={outcome.v}"
     card = outcome.card.model_copy(update={"v": outcome.v})
     return to_json(url, card, image_tags(url, card), [])
