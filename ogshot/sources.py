@@ -28,7 +28,7 @@ from .frontmatter import PAGE_SUFFIXES, card_params, is_excluded, read_page
 #: Largest JSON or CSV source read at once.
 MAX_SOURCE_BYTES = 64 * 1024 * 1024
 #: Folders never walked into: version control, dependencies, build output.
-SKIP_DIRS = {"node_modules", "site", "public", "_site", "dist", "__pycache__"}
+SKIP_DIRS = {"node_modules", "vendor", "site", "public", "_site", "dist", "__pycache__"}
 _SLUG = re.compile(r"[^\w]+")
 
 
