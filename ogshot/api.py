@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import __version__, screenshots
+from .access import warn_if_open
 from .card import parse_card
 from .conditional import byte_range, none_match
 from .errors import OgshotError, UriTooLong
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None, *, service: CardService | None 
     )
     app.state.settings = settings
     app.state.signer = Signer.from_settings(settings)
+    warn_if_open(settings, app.state.signer)
     app.state.card_keys = LRUCache(maxsize=KEY_MEMO_ENTRIES)
     _install_error_handlers(app)
     _install_routes(app)

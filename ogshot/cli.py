@@ -1,4 +1,4 @@
-"""The command line: ``ogshot serve``, ``ogshot render``, ``ogshot sign``, ``ogshot templates``.
+"""The command line: ``ogshot serve``, ``render``, ``sign``, ``api-token``, ``templates``.
 
 The CLI walks the same road as the HTTP API (``service.make_card_bytes``) without HTTP. Errors
 become one line on stderr and exit status 1.
@@ -114,6 +114,16 @@ def _batch(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run_batch(args, settings))
 
 
+def _api_token(args: argparse.Namespace, settings: Settings) -> int:
+    from .signing import Signer, api_token
+
+    token = api_token(Signer.from_settings(settings))
+    if not token:
+        raise InvalidParameter("OGSHOT_SIGNING_KEYS is not set: there is no API token to print")
+    print(token)
+    return 0
+
+
 def _templates(args: argparse.Namespace, settings: Settings) -> int:
     from .service import load_layouts
 
@@ -181,6 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("site", "template", "theme", "accent", "format"):
         batch.add_argument(f"--{name}", default=None, help=f"default '{name}' of every card")
     batch.set_defaults(func=_batch)
+
+    token = sub.add_parser(
+        "api-token", help="print the API token for /screenshot and /screenshots/batch"
+    )
+    token.set_defaults(func=_api_token)
 
     templates = sub.add_parser("templates", help="list the layouts")
     templates.set_defaults(func=_templates)

@@ -11,7 +11,9 @@ a one-line message and exit status 1::
     ├── Forbidden (403 forbidden)
     │   ├── SignatureRequired (403 signature_required)
     │   ├── BadSignature (403 bad_signature)
-    │   └── SignatureExpired (403 signature_expired)
+    │   ├── SignatureExpired (403 signature_expired)
+    │   ├── ApiKeyRequired (403 api_key_required)
+    │   └── BadApiKey (403 bad_api_key)
     ├── NotFound (404 not_found)
     │   └── UnknownTemplate (404 unknown_template)
     ├── PayloadTooLarge (413 too_large)
@@ -71,6 +73,14 @@ class BadSignature(Forbidden):
 
 class SignatureExpired(Forbidden):
     code = "signature_expired"
+
+
+class ApiKeyRequired(Forbidden):
+    code = "api_key_required"
+
+
+class BadApiKey(Forbidden):
+    code = "bad_api_key"
 
 
 class NotFound(OgshotError):

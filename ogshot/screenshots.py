@@ -12,10 +12,11 @@ import asyncio
 import base64
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .access import require_api_token
 from .capture import CaptureError, CaptureRequest
 from .capture.store import CaptureStore
 from .card import Card, invalid_from_validation
@@ -24,7 +25,8 @@ from .errors import InvalidParameter, OgshotError
 from .headers import field_value
 from .service import CardService
 
-router = APIRouter()
+# With signing on, both endpoints need the API token (see ogshot/access.py).
+router = APIRouter(dependencies=[Depends(require_api_token)])
 
 #: The seed's batch limits.
 BATCH_MAX_URLS = 10

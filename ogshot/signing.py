@@ -13,6 +13,11 @@ a default spelled out — still verifies, while any change to what the card show
 
 Keys are ``kid:secret`` pairs, comma-separated. The first signs; all verify, so a new key can be
 put first while URLs signed with the old one keep working until it is removed.
+
+The capture endpoints (``/screenshot``, ``/screenshots/batch``) are called server to server; with
+keys set they need an API token, ``<kid>.<HMAC(secret, "ogshot-api-v1")>`` (``ogshot api-token``
+prints it), sent as ``Authorization: Bearer <token>`` or ``X-API-Key: <token>``. A token gives no
+way to sign card URLs, so it can be handed to a service that only needs captures.
 """
 
 from __future__ import annotations
@@ -26,11 +31,20 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, urlencode
 
 from .card import Card
-from .errors import BadSignature, ConfigError, SignatureExpired, SignatureRequired
+from .errors import (
+    ApiKeyRequired,
+    BadApiKey,
+    BadSignature,
+    ConfigError,
+    SignatureExpired,
+    SignatureRequired,
+)
 from .settings import Settings
 
 #: The label that starts every signed message; a new scheme gets a new label.
 SCHEME = b"ogshot-card-v1"
+#: What an API token is the MAC of (see :meth:`Signer.api_token`).
+API_SCHEME = b"ogshot-api-v1"
 #: Shortest secret accepted: 16 characters (128 bits when random).
 MIN_SECRET = 16
 _KID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
@@ -141,6 +155,34 @@ class Signer:
             raise BadSignature("'sig' does not match this card")
         if exp_text and int(exp_text) <= now:
             raise SignatureExpired("this signed URL has expired ('exp' is past)")
+
+
+def _api_mac(secret: bytes, kid: str) -> str:
+    return _b64(hmac.new(secret, API_SCHEME + b"\n" + kid.encode("ascii"), hashlib.sha256).digest())
+
+
+def api_token(signer: Signer) -> str:
+    """The API token of the signing (first) key; empty when signing is off."""
+    if not signer.enabled:
+        return ""
+    kid, secret = signer.keys[0]
+    return f"{kid}.{_api_mac(secret, kid)}"
+
+
+def check_api_token(signer: Signer, token: str | None) -> None:
+    """Raise Forbidden unless ``token`` is the API token of one of the keys (no-op when off)."""
+    if not signer.enabled:
+        return
+    if not token:
+        raise ApiKeyRequired(
+            "this endpoint needs an API token: 'Authorization: Bearer <token>' or 'X-API-Key'"
+        )
+    kid, dot, mac = token.partition(".")
+    secret = signer._by_kid.get(kid) if dot else None
+    expected = _api_mac(secret, kid) if secret is not None else "-" * MAC_LENGTH
+    ok = hmac.compare_digest(expected.encode("ascii"), mac.encode("utf-8", "replace"))
+    if secret is None or not ok:
+        raise BadApiKey("the API token is not one this server issued")
 
 
 def card_url(base: str, params: Mapping[str, str]) -> str:
