@@ -12,16 +12,15 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from .errors import InvalidParameter
+from .weburl import display_host, parse_page_url
 
 MAX_TITLE = 300
 MAX_SUBTITLE = 500
 MAX_SITE = 100
-MAX_URL = 2048
 MAX_V = 64
 
 Theme = Literal["auto", "light", "dark"]
@@ -98,34 +97,9 @@ class Card(BaseModel):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
+        """The canonical form a browser would use (see :mod:`ogshot.weburl`), without fragment."""
         value = value.strip()
-        if not value:
-            return ""
-        if len(value) > MAX_URL:
-            raise ValueError(f"must be at most {MAX_URL} characters")
-        if any(ch.isspace() or ord(ch) < 0x20 or ch == "\\" for ch in value):
-            raise ValueError("must not contain white space, control characters or backslashes")
-        try:
-            parts = urlsplit(value)
-            port = parts.port
-        except ValueError as exc:
-            raise ValueError("is not a valid URL") from exc
-        scheme = parts.scheme.lower()
-        if scheme not in ("http", "https"):
-            raise ValueError("must be an http or https URL")
-        if not parts.hostname:
-            raise ValueError("must name a host")
-        if parts.username is not None or parts.password is not None:
-            raise ValueError("must not carry a user name or password")
-        host = parts.hostname.rstrip(".")
-        netloc = host if ":" not in host else f"[{host}]"
-        if port is not None and port != {"http": 80, "https": 443}[scheme]:
-            netloc = f"{netloc}:{port}"
-        path = parts.path or "/"
-        rebuilt = f"{scheme}://{netloc}{path}"
-        if parts.query:
-            rebuilt += f"?{parts.query}"
-        return rebuilt
+        return parse_page_url(value).href if value else ""
 
     @field_validator("template")
     @classmethod
@@ -167,7 +141,7 @@ class Card(BaseModel):
         """The host of ``url``, without a leading ``www.``; empty without a url."""
         if not self.url:
             return ""
-        host = urlsplit(self.url).hostname or ""
+        host = display_host(parse_page_url(self.url).host)
         return host[4:] if host.startswith("www.") else host
 
     @property

@@ -210,3 +210,43 @@ def test_title_layouts_and_capture_off_never_call_the_upstream(
     r = client.get("/og.png", params={"title": "x", "url": "https://example.com/page-off"})
     assert r.status_code == 200 and "x-ogshot-fallback" not in r.headers
     assert fake_upstream.calls["page-off"] == 0
+
+
+BROWSER_LOOPBACK = [
+    "http://127。0。0。1/",
+    "http://127．0．0．1/",
+    "http://%31%32%37.0.0.1/",
+    "http://①②⑦.0.0.1/",
+    "http://localhost%2e/",
+    "http://[::ffff:0:127.0.0.1]/",
+]
+
+
+@pytest.mark.parametrize("page", BROWSER_LOOPBACK)
+def test_browser_loopback_spellings_never_reach_the_upstream(
+    cap_client: TestClient, fake_upstream: FakeUpstream, page: str
+) -> None:
+    before = len(fake_upstream.requests)
+    for path in ("/og.png", "/screenshot"):
+        r = cap_client.get(path, params={"title": "t", "url": page})
+        assert r.status_code == 403, (path, r.text)
+        assert r.json()["error"] == "forbidden"
+    assert len(fake_upstream.requests) == before
+
+
+def test_the_upstream_is_sent_the_canonical_url_and_spellings_share_one_capture(
+    cap_client: TestClient, fake_upstream: FakeUpstream
+) -> None:
+    a = _card(cap_client, "HTTPS://ＥＸＡＭＰＬＥ。com:443/a/../page-canon#top")
+    b = _card(cap_client, "https://example.com/page-canon")
+    assert a.status_code == b.status_code == 200
+    assert a.headers["etag"] == b.headers["etag"]
+    assert fake_upstream.calls["page-canon"] == 1
+    assert fake_upstream.requests[-1]["url"] == "https://example.com/page-canon"
+
+
+def test_unparseable_page_urls_are_422(cap_client: TestClient) -> None:
+    for page in ("http://09.0.0.1/", "http://[::1/", "http://a b/", "http://xn--a.com/"):
+        r = _card(cap_client, page)
+        assert r.status_code == 422, page
+        assert r.json()["error"] == "invalid_parameter"

@@ -159,3 +159,56 @@ def test_allowed_hosts_narrow_captures() -> None:
     for url in ("https://example.net/", "https://example.org/"):
         with pytest.raises(Forbidden, match="not allowed"):
             policy.check(url)
+
+
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        # IPv4-translated (RFC 6145): ipaddress reads none of it.
+        ("::ffff:0:127.0.0.1", "loopback"),
+        ("::ffff:0:8.8.8.8", "reserved"),
+        ("::8.8.8.8", "reserved"),  # compatible: deprecated, never routed
+        # Local-use NAT64 (RFC 8215): the operator's layout, so all of it, whatever it carries.
+        ("64:ff9b:1:a14:1e:2800::", "reserved"),
+        ("64:ff9b:1::a14:1e28", "reserved"),
+        ("64:ff9b:1::808:808", "reserved"),
+        # Teredo: both halves count.
+        ("2001:0:a00:1:8000:63bf:f7f7:f7f7", "private"),  # server 10.0.0.1
+        ("2001:0:3522:589f:0:0:bbb8:a30d", None),
+        # Special-purpose ranges without IPv4 inside.
+        ("3fff::1", "reserved"),
+        ("5f00::1", "reserved"),
+        ("2001:2::1", "reserved"),
+        ("::2", "unspecified"),
+        ("192.0.0.9", "reserved"),
+    ],
+)
+def test_classify_ip_unwraps_every_embedding(address: str, reason: str | None) -> None:
+    assert classify_ip(ipaddress.ip_address(address)) == reason
+
+
+def test_policy_checks_the_host_a_browser_connects_to() -> None:
+    policy = _policy()
+    for url in (
+        "http://127。0。0。1/",
+        "http://%31%32%37.0.0.1/",
+        "http://①②⑦.0.0.1/",
+        "http://localhost%2e/",
+        "http://ＬＯＣＡＬＨＯＳＴ/",
+        "http://[::ffff:0:127.0.0.1]/",
+        "http://[64:ff9b::169.254.169.254]/",
+    ):
+        with pytest.raises(Forbidden):
+            policy.check(url)
+    with pytest.raises(Forbidden, match="not a valid URL"):
+        policy.check("http://09.0.0.1/")
+
+
+def test_allowlists_are_read_in_canonical_form() -> None:
+    policy = _policy(allowed_hosts="*.Bücher.de", private_allowlist="http://LOCALHOST:80")
+    policy.check("https://shop.xn--bcher-kva.de/")
+    with pytest.raises(Forbidden, match="not allowed"):
+        policy.check("https://bücher.de/")
+    assert _policy(private_allowlist="http://LOCALHOST:80").private_origins == {
+        "http://localhost:80"
+    }
