@@ -9,7 +9,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -26,6 +26,7 @@ from .card import parse_card
 from .conditional import byte_range, none_match
 from .errors import OgshotError, UriTooLong
 from .headers import Conditions
+from .protocol import BodyLimit, HttpLayer, allowed_methods
 from .service import CardResult, CardService
 from .settings import Settings
 from .signing import Signer
@@ -92,6 +93,8 @@ def create_app(settings: Settings | None = None, *, service: CardService | None 
         version=__version__,
         summary="Social preview images: page captures with the title set over them.",
         lifespan=lifespan,
+        # `/og.png/` is not `/og.png`: a redirect would build its Location from the client's Host.
+        redirect_slashes=False,
         # ogshot reports through its own metrics; FastAPI's OpenTelemetry hooks would look up
         # global providers on every request, even unconfigured, which costs more than a cache hit.
         telemetry={"tracing": False, "metrics": False, "logs": False},
@@ -105,6 +108,11 @@ def create_app(settings: Settings | None = None, *, service: CardService | None 
     app.include_router(screenshots.router)
     app.add_middleware(CardFastPath)
     app.add_middleware(QueryLimit)
+    # Outermost: every route, present and future, gets the body cap, HEAD and the target forms.
+    app.add_middleware(
+        BodyLimit, default=settings.body_max_bytes, per_path=screenshots.BODY_LIMITS
+    )
+    app.add_middleware(HttpLayer)
     return app
 
 
@@ -126,9 +134,14 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _ERROR_CODES.get(exc.status_code, "error")
         detail = exc.detail if isinstance(exc.detail, str) else "request refused"
+        headers = dict(exc.headers or {})
         if exc.status_code == 404:
             detail = f"no such endpoint: {request.url.path}"
-        return error_response(exc.status_code, code, detail, dict(exc.headers or {}))
+        elif exc.status_code == 405:
+            allow = allowed_methods(request.app.routes, request.url.path)
+            headers["Allow"] = ", ".join(allow)
+            detail = f"{request.url.path} answers {', '.join(allow)}"
+        return error_response(exc.status_code, code, detail, headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -172,8 +185,6 @@ def _install_routes(app: FastAPI) -> None:
         result = await svc.card_for_key(key, card)
         return card_response(request, result)
 
-    _also_head(app, "/og.png", og_image)
-
     @app.get("/templates")
     async def templates(request: Request) -> dict[str, Any]:
         """The layouts this server knows."""
@@ -194,13 +205,6 @@ def _install_routes(app: FastAPI) -> None:
     async def healthz() -> dict[str, str]:
         """Liveness: the process answers."""
         return {"status": "ok"}
-
-    _also_head(app, "/healthz", healthz)
-
-
-def _also_head(app: FastAPI, path: str, endpoint: Callable[..., Any]) -> None:
-    """Serve HEAD from the GET handler; kept out of the OpenAPI page, which lists GET once."""
-    app.add_api_route(path, endpoint, methods=["HEAD"], include_in_schema=False)
 
 
 def card_reply(

@@ -24,8 +24,18 @@ def _card_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from functools import partial
+
     import uvicorn
 
+    from .connection import DeadlineH11Protocol
+
+    # A partial of a module-level class: it pickles, so every worker process gets the deadlines.
+    protocol = partial(
+        DeadlineH11Protocol,
+        header_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
+    )
     uvicorn.run(
         "ogshot.api:create_app",
         factory=True,
@@ -34,6 +44,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         workers=args.workers,
         log_level=args.log_level,
         proxy_headers=True,
+        http=protocol,  # type: ignore[arg-type]
     )
     return 0
 

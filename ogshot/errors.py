@@ -16,6 +16,7 @@ a one-line message and exit status 1::
     │   └── BadApiKey (403 bad_api_key)
     ├── NotFound (404 not_found)
     │   └── UnknownTemplate (404 unknown_template)
+    ├── RequestTimeout (408 request_timeout)   a client too slow to send its request
     ├── PayloadTooLarge (413 too_large)
     ├── UriTooLong (414 uri_too_long)
     ├── RateLimited (429 rate_limited)
@@ -90,6 +91,11 @@ class NotFound(OgshotError):
 
 class UnknownTemplate(NotFound):
     code = "unknown_template"
+
+
+class RequestTimeout(OgshotError):
+    status = 408
+    code = "request_timeout"
 
 
 class PayloadTooLarge(OgshotError):

@@ -76,6 +76,14 @@ class Settings(BaseSettings):
     #: Seconds a worker waits for another worker's result (Redis lock) before making it itself.
     cache_lock_wait: float = Field(default=10.0, ge=0, le=300)
 
+    # Slow and huge clients (see ogshot/protocol.py and ogshot/connection.py)
+    #: Seconds a client has to send a request's line and headers, from its first byte.
+    header_timeout: float = Field(default=10.0, gt=0)
+    #: Seconds a client has to send a request's body, once its headers are in.
+    body_timeout: float = Field(default=30.0, gt=0)
+    #: Largest request body accepted on any route, in bytes (some routes cap lower).
+    body_max_bytes: int = Field(default=1024 * 1024, ge=1024)
+
     # Layouts and batches
     templates_dir: str = ""
     batch_max: int = Field(default=100, ge=1, le=10000)

@@ -1,0 +1,117 @@
+"""The connection protocol ``ogshot serve`` runs: uvicorn's h11 protocol with two deadlines.
+
+uvicorn bounds only the idle time between requests. A client that sends one header byte every
+few seconds, or declares a body and never sends it, holds a connection (and, for a body, a
+request task) for as long as it likes. Here each request gets:
+
+- ``header_timeout``: from the first byte of a request (or the end of the previous answer) to
+  the end of its headers. Past it the client gets a 408 when it had started a request, and the
+  connection is closed.
+- ``body_timeout``: from the end of the headers to the end of the body, whether or not the app
+  reads it. Past it the connection is closed (the app sees a disconnect); a 408 goes out first
+  when no answer has started.
+
+Both are totals, not gaps between bytes: dripping bytes does not extend them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import h11
+from uvicorn.config import Config
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.server import ServerState
+
+from .errors import RequestTimeout
+
+_TIMEOUT = RequestTimeout("the request did not arrive in time")
+_TIMEOUT_BODY = json.dumps({"error": _TIMEOUT.code, "detail": _TIMEOUT.detail}).encode()
+_TIMEOUT_REPLY = (
+    b"HTTP/1.1 408 Request Timeout\r\n"
+    b"content-type: application/json\r\n"
+    b"cache-control: no-store\r\n"
+    b"connection: close\r\n"
+    b"content-length: " + str(len(_TIMEOUT_BODY)).encode() + b"\r\n\r\n" + _TIMEOUT_BODY
+)
+
+
+class DeadlineH11Protocol(H11Protocol):
+    """One connection; see the module docstring. Built by uvicorn for each accepted socket."""
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        header_timeout: float,
+        body_timeout: float,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
+        self._deadline: asyncio.TimerHandle | None = None
+        self._waiting_for: str | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[arg-type]
+        self._follow()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._follow()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._follow()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._arm(None)
+        super().connection_lost(exc)
+
+    def _follow(self) -> None:
+        """Keep the one deadline in step with what the peer owes us now."""
+        if self.transport.is_closing():
+            self._arm(None)
+            return
+        state = self.conn.their_state
+        if state is h11.IDLE:
+            self._arm("headers")
+        elif state is h11.SEND_BODY:
+            self._arm("body")
+        else:
+            self._arm(None)
+
+    def _arm(self, waiting_for: str | None) -> None:
+        if waiting_for == self._waiting_for:
+            return  # already counting down for this part: more bytes do not extend it
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        self._waiting_for = waiting_for
+        if waiting_for is not None:
+            delay = self.header_timeout if waiting_for == "headers" else self.body_timeout
+            self._deadline = self.loop.call_later(delay, self._expired)
+
+    def _expired(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        answering = cycle is not None and not cycle.response_complete
+        if self._waiting_for == "headers":
+            started = bool(self.conn.trailing_data[0])
+            if started and not answering:
+                self.transport.write(_TIMEOUT_REPLY)
+        elif cycle is not None and not cycle.response_started:
+            self.transport.write(_TIMEOUT_REPLY)
+        if answering:
+            # The app may still be reading or writing: it sees a disconnect and sends nothing more.
+            cycle.disconnected = True
+            cycle.message_event.set()
+        self._waiting_for = None
+        self.transport.close()
