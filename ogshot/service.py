@@ -31,6 +31,7 @@ from .encode import ENCODER_VERSION, encode
 from .fonts import FontSet
 from .layouts import LayoutRegistry, builtin_dir
 from .netguard import UrlPolicy
+from .pagemeta import PageMetaStore, meta_source
 from .render import RENDERER_VERSION, render_card
 from .settings import Settings
 from .workers import RELEASE_EVERY, ProcessRenderer, release_memory, tune_allocator
@@ -110,9 +111,10 @@ class CardService:
         else:
             self.cache = TieredCache([cache])
         self.capture = capture or NullCapture()
-        self.captures = CaptureStore(
-            self.capture, self.cache, settings, UrlPolicy.from_settings(settings)
-        )
+        policy = UrlPolicy.from_settings(settings)
+        source = meta_source(self.capture, settings, policy)
+        self.page_meta = PageMetaStore(source, self.cache, settings)
+        self.captures = CaptureStore(self.capture, self.cache, settings, policy, self.page_meta)
         tune_allocator()
         self._processes = _process_renderer(settings, self.fonts)
         threads = settings.render_threads or min(4, os.cpu_count() or 1)
@@ -143,6 +145,7 @@ class CardService:
         for task in list(self._inflight.values()):
             task.cancel()
         await self.captures.aclose()
+        await self.page_meta.aclose()
         await self.capture.aclose()
         await self.cache.aclose()
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -322,6 +325,10 @@ class CardService:
     async def _make(self, key: str, card: Card) -> CardResult:
         loop = asyncio.get_running_loop()
         capture, fallback = await self._capture_for(card)
+        if card.url and not card.title:
+            # After the capture: the local browser has read the page's metadata while there.
+            card, meta_fallback = await self._with_page_meta(card)
+            fallback = fallback or meta_fallback
         body = await loop.run_in_executor(self._executor, self._render, card, capture)
         return self.result_for(self.new_entry(body, card.media_type, fallback), "miss")
 
@@ -345,6 +352,20 @@ class CardService:
             log.warning("capture failed (%s): %s", exc.reason, exc.detail)
             return None, exc.reason
         return image, None
+
+    async def _with_page_meta(self, card: Card) -> tuple[Card, str | None]:
+        """The card with the page's own title (and description, site name where the card has
+        none); without one, a fallback card titled with the host, kept only briefly."""
+        self.captures.policy.check(card.url)
+        meta = await self.page_meta.get(card.url)
+        if not meta.title:
+            return card.model_copy(update={"title": card.host}), "no_page_title"
+        update = {"title": meta.title}
+        if not card.subtitle and meta.description:
+            update["subtitle"] = meta.description
+        if not card.site and meta.site:
+            update["site"] = meta.site
+        return card.model_copy(update=update), None
 
     def _render(self, card: Card, capture: Image.Image | None) -> bytes:
         self.renders += 1

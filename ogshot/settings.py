@@ -34,6 +34,20 @@ class Settings(BaseSettings):
     upstream_url: str = ""
     upstream_key: SecretStr = SecretStr("")
     chromium_path: str = ""
+    #: The local browser (``OGSHOT_CAPTURE=chromium``): pages at once, how long a capture may
+    #: take, waiting for a slot, what "loaded" means, the capped settle after it, and how many
+    #: captures one browser makes before it is replaced.
+    chromium_concurrency: int = Field(default=2, ge=1, le=64)
+    chromium_timeout: float = Field(default=15.0, gt=0, le=300)
+    chromium_queue_timeout: float = Field(default=10.0, ge=0, le=300)
+    chromium_wait: Literal["load", "domcontentloaded"] = "domcontentloaded"
+    chromium_settle: float = Field(default=1.0, ge=0, le=30)
+    chromium_recycle: int = Field(default=200, ge=1)
+    #: Hide ads and cookie banners in local captures (a filter engine over vendored lists).
+    chromium_block: bool = False
+    #: Reading a page's title when a card has none: bytes and seconds, at most.
+    page_meta_max_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    page_meta_timeout: float = Field(default=5.0, gt=0, le=60)
     allow_private_networks: bool = False
     private_allowlist: str = ""
     allowed_hosts: str = ""

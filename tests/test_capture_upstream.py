@@ -97,8 +97,8 @@ def test_make_provider_follows_the_settings() -> None:
     assert isinstance(keyed, UpstreamCapture)
     assert keyed.name == "http:hermes" and keyed.endpoint == HERMES_DEFAULT_URL
     run(keyed.aclose())
-    with pytest.raises(CaptureUnavailable, match="chromium"):
-        make_provider(Settings(_env_file=None, capture="chromium"))
+    with pytest.raises(CaptureUnavailable, match="OGSHOT_CHROMIUM_PATH"):
+        make_provider(Settings(_env_file=None, capture="chromium", chromium_path="/nonexistent"))
 
 
 def test_key_is_masked_in_settings_repr() -> None:

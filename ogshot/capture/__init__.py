@@ -14,6 +14,7 @@ from typing import Protocol
 import httpx
 
 from ..errors import OgshotError, UpstreamError
+from ..pagemeta import PageMeta
 from ..settings import Settings
 
 log = logging.getLogger("ogshot")
@@ -60,10 +61,12 @@ class CaptureRequest:
 
 @dataclass(frozen=True)
 class Capture:
-    """Raw image bytes from a provider and their media type."""
+    """Raw image bytes from a provider and their media type, and what the page said about itself
+    when the provider read it (the local browser does; an upstream API does not)."""
 
     body: bytes
     media_type: str
+    meta: PageMeta | None = None
 
 
 class CaptureProvider(Protocol):
@@ -99,8 +102,8 @@ def make_provider(
 ) -> CaptureProvider:
     """The provider that ``OGSHOT_CAPTURE`` selects.
 
-    ``chromium`` is refused at start-up rather than quietly serving title cards: whoever asks for
-    a local browser expects captures, and a server that starts without them would hide it.
+    ``chromium`` without a browser binary or without Playwright is refused at start-up rather than
+    quietly serving title cards: whoever asks for a local browser expects captures.
     """
     mode = settings.capture_mode
     if mode == "none":
@@ -109,7 +112,10 @@ def make_provider(
         from .upstream import UpstreamCapture
 
         return UpstreamCapture(settings, client=client)
-    raise CaptureUnavailable(
-        f"OGSHOT_CAPTURE={mode} is not available in this version; "
-        "use 'http' (an upstream screenshot API) or 'none'"
-    )
+    try:
+        from .chromium import ChromiumCapture
+    except ImportError:
+        raise CaptureUnavailable(
+            "OGSHOT_CAPTURE=chromium needs the 'playwright' package: pip install 'ogshot[chromium]'"
+        ) from None
+    return ChromiumCapture(settings)

@@ -15,6 +15,7 @@ import time
 
 from ..cache import Cache, Entry
 from ..netguard import UrlPolicy
+from ..pagemeta import PageMetaStore
 from ..settings import Settings
 from . import CaptureError, CaptureProvider, CaptureRequest
 from .images import decode
@@ -31,12 +32,19 @@ class CaptureStore:
     """Get a capture: policy check → cache → one upstream call per key at a time → store."""
 
     def __init__(
-        self, provider: CaptureProvider, cache: Cache, settings: Settings, policy: UrlPolicy
+        self,
+        provider: CaptureProvider,
+        cache: Cache,
+        settings: Settings,
+        policy: UrlPolicy,
+        meta: PageMetaStore | None = None,
     ) -> None:
         self.provider = provider
         self.cache = cache
         self.settings = settings
         self.policy = policy
+        #: Where what a provider read from the page is kept (the local browser reads it).
+        self.meta = meta
         self._inflight: dict[str, asyncio.Task[Entry]] = {}
 
     @property
@@ -84,6 +92,8 @@ class CaptureStore:
 
     async def _fetch(self, key: str, request: CaptureRequest) -> Entry:
         capture = await self.provider.capture(request)
+        if capture.meta is not None and self.meta is not None:
+            await self.meta.put(request.url, capture.meta)
         # Decoded once, off the event loop, before it is kept: a header that promised an image
         # over bytes that do not decode must not sit in the cache for a day.
         await asyncio.to_thread(decode, capture.body, self.settings.capture_max_pixels)
