@@ -28,7 +28,7 @@ from .errors import OgshotError, UriTooLong
 from .headers import Conditions
 from .protocol import BodyLimit, HttpLayer, allowed_methods
 from .service import CardResult, CardService
-from .settings import Settings
+from .settings import Settings, load_settings
 from .signing import Signer
 
 log = logging.getLogger("ogshot")
@@ -74,7 +74,7 @@ class QueryLimit:
 
 def create_app(settings: Settings | None = None, *, service: CardService | None = None) -> FastAPI:
     """Build the ASGI app. Tests pass their own settings or a ready service."""
-    settings = settings or Settings()
+    settings = settings or load_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

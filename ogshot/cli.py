@@ -1,21 +1,45 @@
 """The command line: ``ogshot serve``, ``render``, ``sign``, ``api-token``, ``templates``.
 
-The CLI walks the same road as the HTTP API (``service.make_card_bytes``) without HTTP. Errors
-become one line on stderr and exit status 1.
+The CLI walks the same road as the HTTP API (``service.CardService``: cache, capture with the URL
+policy, render) without HTTP. Every error, whichever command raises it (usage, settings, files,
+ogshot's own errors), becomes one line on stderr and exit status 1; never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
-from .card import CARD_FIELDS, parse_card
+from . import __version__
+from .card import CARD_FIELDS, Card, parse_card
 from .errors import InvalidParameter, OgshotError
-from .settings import Settings
+from .settings import Settings, load_settings, unknown_variables
+
+
+class UsageError(Exception):
+    """A command line that argparse refuses; reported like every other error."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors as one line and exit status 1 (``main`` prints them)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _whole_number(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
+            raise argparse.ArgumentTypeError(f"must be a whole number from {low} to {high}")
+        return int(text)
+
+    return parse
 
 
 def _card_options(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +53,16 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from .connection import DeadlineH11Protocol
+    from .startup import preflight
 
+    log = logging.getLogger("ogshot.startup")
+    if not logging.getLogger().handlers and not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.DEBUG if args.log_level == "trace" else args.log_level.upper())
+    for line in preflight(settings):
+        log.info("%s", line)
     # A partial of a module-level class: it pickles, so every worker process gets the deadlines.
     protocol = partial(
         DeadlineH11Protocol,
@@ -49,22 +82,59 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+#: Formats by file extension, for ``render -o``.
+_EXTENSIONS = {"png": "png", "jpg": "jpeg", "jpeg": "jpeg", "webp": "webp"}
+
+
+def _render_format(out: str, given: str | None) -> str | None:
+    """The card's format: ``--format`` and the file's extension must agree when both are given."""
+    suffix = Path(out).suffix.lower().lstrip(".") if out != "-" else ""
+    implied = _EXTENSIONS.get(suffix)
+    if given is None:
+        if suffix and implied is None:
+            raise InvalidParameter(
+                f"cannot tell the format from '{out}': name it .png, .jpg or .webp, "
+                "or give --format"
+            )
+        return implied
+    if implied is not None and implied != given.strip().lower():
+        raise InvalidParameter(
+            f"--format {given} does not match the file name '{out}' ({implied}): "
+            "change one of them"
+        )
+    return given
+
+
 def _render(args: argparse.Namespace, settings: Settings) -> int:
-    from .fonts import FontSet
-    from .service import load_layouts, make_card_bytes
+    import asyncio
 
     params = {name: getattr(args, name) for name in CARD_FIELDS}
-    if args.out and not args.format:
-        suffix = Path(args.out).suffix.lower().lstrip(".")
-        params["format"] = {"jpg": "jpeg"}.get(suffix, suffix) if suffix else None
+    params["format"] = _render_format(args.out, args.format)
     card = parse_card(params)
-    body = make_card_bytes(card, load_layouts(settings), FontSet.default())
+    out = Path(args.out)
+    if args.out != "-" and not out.parent.is_dir():
+        raise InvalidParameter(f"cannot write {out}: the folder {out.parent} does not exist")
+    body, fallback = asyncio.run(_make_card(settings, card))
+    if fallback is not None:
+        print(f"ogshot: warning: card made without its capture ({fallback})", file=sys.stderr)
     if args.out == "-":
         sys.stdout.buffer.write(body)
     else:
-        Path(args.out).write_bytes(body)
+        out.write_bytes(body)
         print(f"{args.out}: {len(body)} bytes", file=sys.stderr)
     return 0
+
+
+async def _make_card(settings: Settings, card: Card) -> tuple[bytes, str | None]:
+    """One card through the service, as the API makes it: cache, capture (policy included)."""
+    from .service import CardService
+
+    service = CardService.from_settings(settings)
+    try:
+        result = await service.card(card)
+    finally:
+        await service.aclose()
+    return result.entry.body, result.fallback
 
 
 #: Where ``ogshot sign`` points its URLs when ``OGSHOT_PUBLIC_URL`` is not set.
@@ -159,14 +229,19 @@ def _contact_sheet(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ogshot", description="Social preview images.")
+    parser = _Parser(prog="ogshot", description="Social preview images.")
+    parser.add_argument("--version", action="version", version=f"ogshot {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1)
-    serve.add_argument("--log-level", default="info")
+    serve.add_argument("--port", type=_whole_number(1, 65535), default=8000)
+    serve.add_argument("--workers", type=_whole_number(1, 256), default=1)
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=("critical", "error", "warning", "info", "debug", "trace"),
+    )
     serve.set_defaults(func=_serve)
 
     render = sub.add_parser("render", help="render one card to a file")
@@ -215,16 +290,30 @@ def build_parser() -> argparse.ArgumentParser:
         "contact-sheet", help="render every layout with sample titles in many scripts"
     )
     sheet.add_argument("-o", "--out", default="contact-sheet.png", help="PNG or JPEG file")
-    sheet.add_argument("--width", type=int, default=400, help="width of each card, in pixels")
+    sheet.add_argument(
+        "--width", type=_whole_number(16, 1200), default=400, help="width of each card, in pixels"
+    )
     sheet.set_defaults(func=_contact_sheet)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
-        settings = Settings()
+        args = build_parser().parse_args(argv)
+        for warning in unknown_variables():
+            print(f"ogshot: warning: {warning}", file=sys.stderr)
+        settings = load_settings()
         return int(args.func(args, settings))
     except OgshotError as exc:
-        print(f"ogshot: {exc.detail}", file=sys.stderr)
-        return 1
+        message = f"ogshot: {exc.detail}"
+    except UsageError as exc:
+        message = str(exc)  # already "ogshot <command>: ..."
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        message = f"ogshot: cannot use{where}: {exc.strerror or exc}"
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a bug: still one line, with what a report needs
+        message = f"ogshot: unexpected error: {type(exc).__name__}: {exc}"
+    print(" ".join(message.split()), file=sys.stderr)
+    return 1

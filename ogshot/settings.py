@@ -7,11 +7,20 @@ environment: the object is passed down to whatever needs it.
 
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import ConfigError
+
+ENV_PREFIX = "OGSHOT_"
+#: ``OGSHOT_*`` variables that are not settings: read by the project's own scripts.
+NOT_SETTINGS = frozenset({"OGSHOT_VENV", "OGSHOT_UPDATE_GOLDEN"})
 
 CaptureMode = Literal["auto", "none", "http", "chromium"]
 UpstreamPreset = Literal["hermes", "screenshotone", "urlbox", "apiflash"]
@@ -21,7 +30,7 @@ class Settings(BaseSettings):
     """Service configuration; see the README's settings table for each field."""
 
     model_config = SettingsConfigDict(
-        env_prefix="OGSHOT_",
+        env_prefix=ENV_PREFIX,
         env_file=".env",
         env_file_encoding="utf-8",
         extra="ignore",
@@ -140,3 +149,44 @@ class Settings(BaseSettings):
     def fallback_cache_control(self) -> str:
         """``Cache-Control`` for a fallback card: short, so crawlers come back for the real one."""
         return f"public, max-age={self.fallback_ttl}"
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets ``field``."""
+    return ENV_PREFIX + field.upper()
+
+
+def load_settings() -> Settings:
+    """Read the settings, turning a bad value into one :class:`ConfigError` sentence that names
+    the variable and says what is wrong (secrets are not echoed)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        field = str(err["loc"][0]) if err.get("loc") else ""
+        message = str(err.get("msg", "is invalid")).removeprefix("Value error, ")
+        message = message[:1].lower() + message[1:]
+        message = message.replace("input should be", "must be", 1)
+        name = env_name(field) if field else "a setting"
+        secret = field in Settings.model_fields and Settings.model_fields[field].annotation in (
+            SecretStr,
+            SecretStr | None,
+        )
+        given = "" if secret or "input" not in err else f" (got {str(err['input'])[:60]!r})"
+        raise ConfigError(f"{name}: {message}{given}") from None
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One warning per ``OGSHOT_*`` variable that is no setting, with the closest setting's name:
+    a mistyped name is otherwise silently ignored and its default used."""
+    environ = os.environ if environ is None else environ
+    known = {env_name(field) for field in Settings.model_fields}
+    warnings = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in known or upper in NOT_SETTINGS:
+            continue
+        close = difflib.get_close_matches(upper, known, n=1, cutoff=0.75)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        warnings.append(f"{name} is not an ogshot setting and is ignored{hint}")
+    return warnings
