@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from . import __version__, screenshots
 from .access import warn_if_open
 from .card import parse_card
+from .clients import ClientRule, TrustedProxies, parse_networks
 from .conditional import byte_range, none_match
 from .errors import OgshotError, UriTooLong
 from .headers import Conditions
@@ -113,6 +114,8 @@ def create_app(settings: Settings | None = None, *, service: CardService | None 
         BodyLimit, default=settings.body_max_bytes, per_path=screenshots.BODY_LIMITS
     )
     app.add_middleware(HttpLayer)
+    # Outermost of all: who the client is (trusted proxies only) is known before anything runs.
+    app.add_middleware(TrustedProxies, rule=ClientRule(parse_networks(settings.trusted_proxies)))
     return app
 
 

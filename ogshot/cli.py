@@ -76,7 +76,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         port=args.port,
         workers=args.workers,
         log_level=args.log_level,
-        proxy_headers=True,
+        # The client's address and scheme come from proxy headers by ogshot's own rule
+        # (OGSHOT_TRUSTED_PROXIES, ogshot/clients.py) and no other.
+        proxy_headers=False,
         http=protocol,  # type: ignore[arg-type]
     )
     return 0

@@ -22,12 +22,14 @@ from pathlib import Path
 from cachetools import TTLCache
 from PIL import Image
 
+from .budget import Admission
 from .cache import Cache, Entry, TieredCache, make_cache
 from .capture import CaptureError, CaptureProvider, NullCapture, make_provider
 from .capture.images import decode
 from .capture.store import CaptureStore
 from .card import Card
 from .encode import ENCODER_VERSION, encode
+from .errors import RateLimited
 from .fonts import FontSet
 from .layouts import LayoutRegistry, builtin_dir
 from .netguard import UrlPolicy
@@ -122,6 +124,11 @@ class CardService:
             # Each thread then only waits on a worker process: one per process keeps them busy.
             threads = max(threads, self._processes.processes)
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ogshot-render")
+        #: The per-client budget and the bounded gate that every cache miss passes (budget.py).
+        self.admission = Admission.from_settings(
+            settings, self._processes.processes if self._processes is not None else threads
+        )
+        self.captures.admission = self.admission
         self._inflight: dict[str, asyncio.Task[CardResult]] = {}
         self._refresh_failed: TTLCache[str, float] = TTLCache(
             maxsize=4096, ttl=_REFRESH_BACKOFF, timer=clock
@@ -217,17 +224,26 @@ class CardService:
         self._start(key, card, stale)
 
     async def _coalesced(self, key: str, card: Card, stale: Entry | None) -> CardResult:
-        task = self._inflight.get(key)
-        leader = False
-        if task is None:
-            # No await between this look and the task's registration: a task that just ended
-            # stored its entry before ending, so the memory tier has it.
-            entry = self.cache.peek(key)
-            if entry is not None and entry.fresh(self.clock()):
-                return self.result_for(entry, "hit")
-            task = self._start(key, card, stale)
-            leader = True
-        result = await asyncio.shield(task)
+        for attempt in (1, 2):
+            task = self._inflight.get(key)
+            leader = False
+            if task is None:
+                # No await between this look and the task's registration: a task that just ended
+                # stored its entry before ending, so the memory tier has it.
+                entry = self.cache.peek(key)
+                if entry is not None and entry.fresh(self.clock()):
+                    return self.result_for(entry, "hit")
+                task = self._start(key, card, stale)
+                leader = True
+            try:
+                result = await asyncio.shield(task)
+            except RateLimited:
+                if leader or attempt == 2:
+                    raise
+                # The work this request joined was refused on another client's budget: ask
+                # again, on this request's own.
+                continue
+            break
         if leader or result.source != "miss":
             return result
         return replace(result, source="coalesced")
@@ -322,14 +338,25 @@ class CardService:
             fallback=fallback,
         )
 
+    @property
+    def in_flight(self) -> int:
+        """Cards being made right now (captures and renders); /metrics reads it."""
+        return self.admission.gate.in_flight
+
+    @property
+    def queued(self) -> int:
+        """Cards waiting for a turn to be made; /metrics reads it."""
+        return self.admission.gate.queued
+
     async def _make(self, key: str, card: Card) -> CardResult:
         loop = asyncio.get_running_loop()
-        capture, fallback = await self._capture_for(card)
-        if card.url and not card.title:
-            # After the capture: the local browser has read the page's metadata while there.
-            card, meta_fallback = await self._with_page_meta(card)
-            fallback = fallback or meta_fallback
-        body = await loop.run_in_executor(self._executor, self._render, card, capture)
+        async with self.admission.slot():  # 429 over the client's budget, 503 when full
+            capture, fallback = await self._capture_for(card)
+            if card.url and not card.title:
+                # After the capture: the local browser has read the page's metadata while there.
+                card, meta_fallback = await self._with_page_meta(card)
+                fallback = fallback or meta_fallback
+            body = await loop.run_in_executor(self._executor, self._render, card, capture)
         return self.result_for(self.new_entry(body, card.media_type, fallback), "miss")
 
     async def _capture_for(self, card: Card) -> tuple[Image.Image | None, str | None]:

@@ -111,6 +111,15 @@ class Settings(BaseSettings):
     templates_dir: str = ""
     batch_max: int = Field(default=100, ge=1, le=10000)
 
+    # Budgets and backpressure
+    #: Cards a client may have made (cache misses) per window, e.g. ``600/minute``; ``off``: none.
+    rate_limit: str = "600/minute"
+    #: Proxies whose X-Forwarded-For / Forwarded are believed: addresses or CIDR blocks.
+    trusted_proxies: str = ""
+    #: Cards made at once (0: twice the render threads or processes), and how many may wait.
+    render_concurrency: int = Field(default=0, ge=0, le=1024)
+    render_queue: int = Field(default=64, ge=0, le=100_000)
+
     # Rendering
     render_threads: int = Field(default=0, ge=0, le=64)
     #: Worker processes that render cards; 0 renders in the threads (see ogshot/workers.py).

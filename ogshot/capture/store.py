@@ -12,6 +12,8 @@ import hashlib
 import json
 import logging
 import time
+from contextlib import nullcontext
+from typing import TYPE_CHECKING
 
 from ..cache import Cache, Entry
 from ..netguard import UrlPolicy
@@ -19,6 +21,9 @@ from ..pagemeta import PageMetaStore
 from ..settings import Settings
 from . import CaptureError, CaptureProvider, CaptureRequest
 from .images import decode
+
+if TYPE_CHECKING:
+    from ..budget import Admission
 
 log = logging.getLogger("ogshot")
 
@@ -45,6 +50,9 @@ class CaptureStore:
         self.policy = policy
         #: Where what a provider read from the page is kept (the local browser reads it).
         self.meta = meta
+        #: Set by the service: a capture that misses the cache passes the client's budget and
+        #: the gate first (re-entrant, so a card's own capture is not counted twice).
+        self.admission: Admission | None = None
         self._inflight: dict[str, asyncio.Task[Entry]] = {}
 
     @property
@@ -91,7 +99,8 @@ class CaptureStore:
             task.exception()  # retrieved: every waiter got it already
 
     async def _fetch(self, key: str, request: CaptureRequest) -> Entry:
-        capture = await self.provider.capture(request)
+        async with self.admission.slot() if self.admission is not None else nullcontext():
+            capture = await self.provider.capture(request)
         if capture.meta is not None and self.meta is not None:
             await self.meta.put(request.url, capture.meta)
         # Decoded once, off the event loop, before it is kept: a header that promised an image
