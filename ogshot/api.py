@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import __version__, screenshots
+from . import __version__, ghost, prerender, screenshots
 from .access import warn_if_open
 from .card import parse_card
 from .clients import ClientRule, TrustedProxies, parse_networks
@@ -107,6 +107,8 @@ def create_app(settings: Settings | None = None, *, service: CardService | None 
     _install_error_handlers(app)
     _install_routes(app)
     app.include_router(screenshots.router)
+    app.include_router(prerender.router)
+    app.include_router(ghost.router)
     app.add_middleware(CardFastPath)
     app.add_middleware(QueryLimit)
     # Outermost: every route, present and future, gets the body cap, HEAD and the target forms.
