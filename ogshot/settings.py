@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     #: Largest request body accepted on any route, in bytes (some routes cap lower).
     body_max_bytes: int = Field(default=1024 * 1024, ge=1024)
 
+    # Webhooks: the secret of Ghost's webhook (``POST /hooks/ghost``); empty = the route is off.
+    ghost_secret: SecretStr = SecretStr("")
+
     # Layouts and batches
     templates_dir: str = ""
     batch_max: int = Field(default=100, ge=1, le=10000)
