@@ -113,7 +113,13 @@ def create_app(settings: Settings | None = None, *, service: CardService | None 
     app.add_middleware(QueryLimit)
     # Outermost: every route, present and future, gets the body cap, HEAD and the target forms.
     app.add_middleware(
-        BodyLimit, default=settings.body_max_bytes, per_path=screenshots.BODY_LIMITS
+        BodyLimit,
+        default=settings.body_max_bytes,
+        per_path={
+            **screenshots.BODY_LIMITS,
+            **prerender.body_limits(settings),
+            **ghost.BODY_LIMITS,
+        },
     )
     app.add_middleware(HttpLayer)
     # Outermost of all: who the client is (trusted proxies only) is known before anything runs.

@@ -37,6 +37,8 @@ router = APIRouter()
 #: Largest webhook body read: a post arrives with its HTML and editor document, which can be
 #: several hundred kilobytes for a long post.
 MAX_BODY = 8 * 1024 * 1024
+#: This module's request body cap, above the server's default (see ogshot/protocol.py).
+BODY_LIMITS = {"/hooks/ghost": MAX_BODY}
 #: Calls signed longer ago than this (or this far in the future) are refused as replays.
 MAX_AGE_SECONDS = 300
 #: Ghost gives up on a webhook call after 2 s; answer before that, warming on if need be.

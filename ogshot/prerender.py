@@ -36,6 +36,13 @@ BATCH_CONCURRENCY = 4
 #: Bytes of request body allowed per card of a batch: the longest valid card, JSON-escaped,
 #: fits in about 7 KiB.
 BATCH_BYTES_PER_CARD = 8 * 1024
+
+
+def body_limits(settings: Settings) -> dict[str, int]:
+    """Request body caps of this module's routes (see ogshot/protocol.py): a full batch fits."""
+    return {"/batch": settings.batch_max * BATCH_BYTES_PER_CARD + 1024}
+
+
 #: How long ``/meta`` answers may be kept: they move only with a new font set, layout or renderer.
 META_CACHE_CONTROL = "public, max-age=300"
 
@@ -110,9 +117,6 @@ async def meta(
     return Response(to_html(tags), media_type="text/html; charset=utf-8", headers=headers)
 
 
-router.add_api_route("/meta", meta, methods=["HEAD"], include_in_schema=False)
-
-
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refusing (413) past ``limit`` bytes without reading further."""
     length = request.headers.get("content-length", "")
@@ -176,7 +180,7 @@ async def batch(request: Request) -> dict[str, Any]:
     URLs in input order. One bad card never fails the others."""
     settings: Settings = request.app.state.settings
     signer = signer_of(request)
-    limit = settings.batch_max * BATCH_BYTES_PER_CARD + 1024
+    limit = body_limits(settings)["/batch"]
     cards, inline = parse_batch(await read_body(request, limit), settings.batch_max)
     svc: CardService = request.app.state.service
     slots = asyncio.Semaphore(BATCH_CONCURRENCY)

@@ -126,3 +126,14 @@ def test_off_without_a_secret(client: TestClient) -> None:
     body = payload("T")
     r = client.post("/hooks/ghost", content=body, headers=headers(body))
     assert r.status_code == 404 and r.json()["error"] == "not_found"
+
+
+def test_a_long_post_past_the_default_body_cap_is_read(ghost: TestClient) -> None:
+    """Ghost sends the post's HTML and editor document: a long post passes the server's 1 MiB
+    default body cap, and this route allows more."""
+    body = json.dumps(
+        {"post": {"current": {"title": "A long read", "html": "<p>word</p>" * 250_000}}}
+    ).encode()
+    assert len(body) > 2 * 1024 * 1024
+    r = ghost.post("/hooks/ghost", content=body, headers=headers(body))
+    assert r.status_code == 200, r.text

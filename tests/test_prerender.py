@@ -343,3 +343,10 @@ def test_batch_concurrency_is_bounded(client: TestClient, monkeypatch: pytest.Mo
     r = client.post("/batch", json={"cards": [{"title": f"n{i}"} for i in range(12)]})
     assert [x["status"] for x in r.json()["results"]] == ["ok"] * 12
     assert peak == BATCH_CONCURRENCY
+
+
+def test_head_meta_has_the_headers_and_no_body(client: TestClient) -> None:
+    get = client.get("/meta", params={"title": "T"})
+    head = client.head("/meta", params={"title": "T"})
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-type"] == get.headers["content-type"]
