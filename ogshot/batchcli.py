@@ -34,8 +34,11 @@ async def run_batch(args: argparse.Namespace, settings: Settings) -> int:
         for name in ("site", "template", "theme", "accent", "format")
         if (value := getattr(args, name)) is not None
     }
+    # A build makes every card of its own site: no per-client budget applies to it.
+    update: dict[str, object] = {"rate_limit": "off"}
     if args.jobs:
-        settings = settings.model_copy(update={"render_threads": args.jobs})
+        update["render_threads"] = args.jobs
+    settings = settings.model_copy(update=update)
     concurrency = args.jobs or settings.render_threads or 4
     service = CardService.from_settings(settings)
     try:

@@ -66,9 +66,11 @@ class OgshotPlugin(BasePlugin[OgshotConfig]):  # type: ignore[no-untyped-call]
     def on_config(self, config: MkDocsConfig) -> MkDocsConfig | None:
         if not self.config.enabled:
             return None
-        settings = Settings()
+        # A build makes every card of its own site: no per-client budget applies to it.
+        update: dict[str, object] = {"rate_limit": "off"}
         if self.config.jobs:
-            settings = settings.model_copy(update={"render_threads": self.config.jobs})
+            update["render_threads"] = self.config.jobs
+        settings = Settings().model_copy(update=update)
         self._service = CardService(settings)
         self._jobs, self._failed = [], []
         site_url = config.site_url or ""

@@ -220,3 +220,14 @@ def test_errors_of_the_command_itself_are_one_line(
     assert code == 1 and err.count("\n") == 1 and "no such file or folder" in err
     code, err = run(capsys, str(tmp_path), "--out", str(tmp_path / "o"), "--meta", "m.json")
     assert code == 1 and err.count("\n") == 1 and "--base-url" in err
+
+
+def test_a_build_is_not_held_to_the_servers_per_client_budget(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OGSHOT_RATE_LIMIT guards a public server from strangers; a site's own build makes all of
+    its cards, however many, in one run."""
+    monkeypatch.setenv("OGSHOT_RATE_LIMIT", "2/hour")
+    site = write_site(tmp_path / "site", {f"p{i}.md": f"# Page {i}\n" for i in range(5)})
+    code, err = run(capsys, str(site), "--out", str(tmp_path / "out"))
+    assert code == 0 and "5 made, 0 skipped, 0 failed" in err, err
