@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import __version__, ghost, prerender, screenshots
+from . import __version__, ghost, ops, prerender, screenshots
 from .access import warn_if_open
 from .card import parse_card
 from .clients import ClientRule, TrustedProxies, parse_networks
@@ -85,7 +85,8 @@ def create_app(settings: Settings | None = None, *, service: CardService | None 
         # keep it out of the collector's sweeps, which otherwise slow every request a little.
         gc.freeze()
         try:
-            yield
+            async with ops.running(settings, svc):
+                yield
         finally:
             await svc.aclose()
 
@@ -109,9 +110,13 @@ def create_app(settings: Settings | None = None, *, service: CardService | None 
     app.include_router(screenshots.router)
     app.include_router(prerender.router)
     app.include_router(ghost.router)
+    app.include_router(ops.probes)
+    if settings.metrics_port is None:
+        app.include_router(ops.metrics_router)  # else on its own port, served by `ogshot serve`
+    app.add_middleware(ops.RouteNote)
     app.add_middleware(CardFastPath)
     app.add_middleware(QueryLimit)
-    # Outermost: every route, present and future, gets the body cap, HEAD and the target forms.
+    # Every route, present and future, gets the body cap, HEAD and the target forms.
     app.add_middleware(
         BodyLimit,
         default=settings.body_max_bytes,
@@ -122,6 +127,8 @@ def create_app(settings: Settings | None = None, *, service: CardService | None 
         },
     )
     app.add_middleware(HttpLayer)
+    # Every answer, these layers' own included, is counted and logged.
+    app.add_middleware(ops.RequestObserver)
     # Outermost of all: who the client is (trusted proxies only) is known before anything runs.
     app.add_middleware(TrustedProxies, rule=ClientRule(parse_networks(settings.trusted_proxies)))
     return app
@@ -212,10 +219,6 @@ def _install_routes(app: FastAPI) -> None:
             ]
         }
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        """Liveness: the process answers."""
-        return {"status": "ok"}
 
 
 def card_reply(

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -53,6 +56,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from .connection import DeadlineH11Protocol
+    from .logs import log_config, secret_values
     from .startup import preflight
 
     log = logging.getLogger("ogshot.startup")
@@ -69,18 +73,45 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         header_timeout=settings.header_timeout,
         body_timeout=settings.body_timeout,
     )
-    uvicorn.run(
-        "ogshot.api:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level=args.log_level,
-        # The client's address and scheme come from proxy headers by ogshot's own rule
-        # (OGSHOT_TRUSTED_PROXIES, ogshot/clients.py) and no other.
-        proxy_headers=False,
-        http=protocol,  # type: ignore[arg-type]
-    )
+    own_dir = None
+    metrics_dir = settings.metrics_dir
+    if args.workers > 1 and not metrics_dir:
+        own_dir = metrics_dir = tempfile.mkdtemp(prefix="ogshot-metrics-")
+    if metrics_dir:
+        # prometheus_client picks its storage when it is first imported, from this variable: set
+        # it (and the folder, for the settings of each worker) before anything imports it.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ["OGSHOT_METRICS_DIR"] = metrics_dir
+    from . import metrics
+
+    if metrics_dir:
+        metrics.prepare_dir(Path(metrics_dir))
+    if settings.metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        # In this process, which (with several workers) only supervises: it reads every
+        # worker's figures from the shared folder.
+        start_http_server(
+            settings.metrics_port, addr=args.host, registry=metrics.registry(metrics_dir)
+        )
+    try:
+        uvicorn.run(
+            "ogshot.api:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level=args.log_level,
+            log_config=log_config(settings.log_format, args.log_level, secret_values(settings)),
+            access_log=False,  # ogshot.access logs each request, without its query string
+            # The client's address and scheme come from proxy headers by ogshot's own rule
+            # (OGSHOT_TRUSTED_PROXIES, ogshot/clients.py) and no other.
+            proxy_headers=False,
+            timeout_graceful_shutdown=settings.shutdown_timeout,
+            http=protocol,  # type: ignore[arg-type]
+        )
+    finally:
+        if own_dir is not None:
+            shutil.rmtree(own_dir, ignore_errors=True)
     return 0
 
 

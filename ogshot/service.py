@@ -22,6 +22,7 @@ from pathlib import Path
 from cachetools import TTLCache
 from PIL import Image
 
+from . import logs, metrics
 from .budget import Admission
 from .cache import Cache, Entry, TieredCache, make_cache
 from .capture import CaptureError, CaptureProvider, NullCapture, make_provider
@@ -185,7 +186,9 @@ class CardService:
         """The fresh entry from the memory tier, synchronously, or None: the hot path's read."""
         entry = self.cache.peek(key)
         if entry is None or not entry.fresh(self.clock()):
-            return None
+            return None  # the normal road follows, and counts the read
+        metrics.cache_read("memory", key, entry, self.clock())
+        logs.note(card_key=key)
         return self.result_for(entry, "hit")
 
     async def card(self, card: Card) -> CardResult:
@@ -195,6 +198,9 @@ class CardService:
     async def card_for_key(self, key: str, card: Card) -> CardResult:
         """The card for an already computed ``key``; see the class docstring for the policy."""
         entry = self.cache.peek(key)
+        if self.cache.memory is not None:
+            metrics.cache_read("memory", key, entry, self.clock())
+        logs.note(card_key=key)
         if entry is None:
             # Lower tiers are read inside the shared task: a herd costs one read, not one each.
             return await self._coalesced(key, card, None)
@@ -235,6 +241,8 @@ class CardService:
                     return self.result_for(entry, "hit")
                 task = self._start(key, card, stale)
                 leader = True
+            if not leader:
+                metrics.coalesced_wait("task")
             try:
                 result = await asyncio.shield(task)
             except RateLimited:
@@ -317,7 +325,9 @@ class CardService:
             await asyncio.sleep(_POLL_SECONDS)
             entry = await self.cache.get_lower(key)
             if entry is not None and entry.fresh(self.clock()):
+                metrics.coalesced_wait("lock", "found")
                 return entry
+        metrics.coalesced_wait("lock", "gave_up")
         log.warning("gave up waiting for another worker on %s; making it here", key[:17])
         return None
 
@@ -350,13 +360,16 @@ class CardService:
 
     async def _make(self, key: str, card: Card) -> CardResult:
         loop = asyncio.get_running_loop()
+        waited = time.perf_counter()
         async with self.admission.slot():  # 429 over the client's budget, 503 when full
+            metrics.observe_span("queue", time.perf_counter() - waited)
             capture, fallback = await self._capture_for(card)
             if card.url and not card.title:
                 # After the capture: the local browser has read the page's metadata while there.
                 card, meta_fallback = await self._with_page_meta(card)
                 fallback = fallback or meta_fallback
-            body = await loop.run_in_executor(self._executor, self._render, card, capture)
+            render = metrics.queued(self._render)  # times the wait for a render thread
+            body = await loop.run_in_executor(self._executor, render, card, capture)
         return self.result_for(self.new_entry(body, card.media_type, fallback), "miss")
 
     async def _capture_for(self, card: Card) -> tuple[Image.Image | None, str | None]:
@@ -398,9 +411,13 @@ class CardService:
         self.renders += 1
         if self._processes is not None:
             layout = self.layouts.get(card.template)
-            body = self._processes.render(card, layout, capture, self.fonts)
+            with metrics.span("render"):  # drawing and encoding, in a worker process
+                body = self._processes.render(card, layout, capture, self.fonts)
         else:
-            body = make_card_bytes(card, self.layouts, self.fonts, capture)
+            with metrics.span("render"):
+                image = render_card(card, self.layouts.get(card.template), self.fonts, capture)
+            with metrics.span("encode"):
+                body = encode(image, card.format)
         if self.renders % RELEASE_EVERY == 0:
             # Worker processes or not, this process decodes captures and holds the cache.
             release_memory()

@@ -128,7 +128,17 @@ class Settings(BaseSettings):
     #: Worker processes that render cards; 0 renders in the threads (see ogshot/workers.py).
     render_processes: int = Field(default=0, ge=0, le=64)
 
-    @field_validator("templates_dir", "cache_dir")
+    # Operations
+    log_format: Literal["text", "json"] = "text"
+    #: Serve /metrics on this port (all interfaces' ``--host``) instead of the main one.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    #: Folder where worker processes share their metrics; ``ogshot serve`` makes a temporary
+    #: one when it runs several workers and this is empty.
+    metrics_dir: str = ""
+    #: Seconds a stopping server gives requests and cards in progress before it cuts them off.
+    shutdown_timeout: int = Field(default=25, ge=1, le=3600)
+
+    @field_validator("templates_dir", "cache_dir", "metrics_dir")
     @classmethod
     def _expand_path(cls, value: str) -> str:
         return str(Path(value).expanduser()) if value else ""

@@ -101,6 +101,16 @@ def ogshot_serve(
 ) -> Iterator[str]:
     """A real ``ogshot serve`` process on a free loopback port until the block ends; yields its
     base URL. Only the given OGSHOT_* variables reach it, and it runs in ``cwd`` (no .env)."""
+    with ogshot_serve_process(cwd, *args, env=env, timeout=timeout) as (base, _):
+        yield base
+
+
+@contextmanager
+def ogshot_serve_process(
+    cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 30
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """:func:`ogshot_serve`, also yielding the process (to signal it); its output goes to
+    ``cwd / "serve.log"``."""
     port = free_port()
     clean = {k: v for k, v in os.environ.items() if not k.startswith("OGSHOT_")}
     exe = Path(sys.executable).with_name("ogshot")
@@ -126,9 +136,10 @@ def ogshot_serve(
                 out = log_path.read_text(errors="replace")
                 pytest.fail(f"ogshot serve {' '.join(args)} did not come up: {out}")
             time.sleep(0.1)
-        yield base
+        yield base, proc
     finally:
-        proc.terminate()
+        if proc.poll() is None:
+            proc.terminate()
         proc.wait(timeout=15)
         log.close()
 

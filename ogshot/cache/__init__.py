@@ -30,6 +30,7 @@ from typing import Protocol
 
 from cachetools import LRUCache
 
+from .. import metrics
 from ..settings import Settings
 
 log = logging.getLogger("ogshot.cache")
@@ -205,6 +206,10 @@ class MemoryCache:
         return len(self._lru)
 
 
+def _tier_name(tier: Cache) -> str:
+    return type(tier).__name__.removesuffix("Cache").lower() or "cache"
+
+
 def _entry_size(entry: Entry) -> int:
     # The body dominates; a fixed allowance covers the entry object, its strings and the key.
     return len(entry.body) + 512
@@ -253,6 +258,7 @@ class TieredCache:
             except Exception as exc:
                 self._failed(i, "read", exc)
                 continue
+            metrics.cache_read(_tier_name(tier), key, entry, time.time())
             if entry is not None:
                 for upper in range(i):
                     await self._set_one(upper, key, entry)

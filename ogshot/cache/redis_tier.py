@@ -66,6 +66,10 @@ class RedisCache:
     async def release(self, key: str, token: str) -> None:
         await self.client.eval(_RELEASE, 1, _PREFIX + "lock:" + key, token)
 
+    async def ping(self) -> None:
+        """Raises unless Redis answers (readiness)."""
+        await self.client.ping()
+
     async def aclose(self) -> None:
         await self.client.aclose()
         await self.client.connection_pool.disconnect()

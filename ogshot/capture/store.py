@@ -15,6 +15,7 @@ import time
 from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
+from .. import metrics
 from ..cache import Cache, Entry
 from ..netguard import UrlPolicy
 from ..pagemeta import PageMetaStore
@@ -100,7 +101,12 @@ class CaptureStore:
 
     async def _fetch(self, key: str, request: CaptureRequest) -> Entry:
         async with self.admission.slot() if self.admission is not None else nullcontext():
-            capture = await self.provider.capture(request)
+            try:
+                with metrics.span("capture"):
+                    capture = await self.provider.capture(request)
+            except CaptureError as exc:
+                metrics.capture_error(exc.reason)
+                raise
         if capture.meta is not None and self.meta is not None:
             await self.meta.put(request.url, capture.meta)
         # Decoded once, off the event loop, before it is kept: a header that promised an image

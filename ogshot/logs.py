@@ -1,0 +1,207 @@
+"""Logs: one line per request, plain text or JSON, never a secret.
+
+Each request gets an id (its ``X-Request-Id`` when that is sane, else a new one; echoed in the
+response) and a small context that the code making its card fills in as it goes: the card key,
+the cache outcome, the time spent in each span. Every log line written while the request is
+served carries the id, and the request's own line (logger ``ogshot.access``) carries the rest.
+
+What is never written: query strings (they hold ``sig``, and titles people did not mean to log),
+the upstream key, signing secrets, the Redis URL's password. The path is logged without its query,
+and a filter on the handler masks every configured secret and any ``sig=``/``key=`` pair that some
+library's message might still contain.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import time
+from contextlib import suppress
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from pydantic import SecretStr
+
+if TYPE_CHECKING:
+    from .settings import Settings
+
+#: The request being served, as a dict the code below the middleware may add to.
+_REQUEST: ContextVar[dict[str, Any] | None] = ContextVar("ogshot_request", default=None)
+
+_SANE_ID = re.compile(r"[A-Za-z0-9._:+/=-]{1,128}")
+#: Query-string pairs that carry credentials, wherever a URL ends up in a message.
+_CREDENTIAL_PAIR = re.compile(
+    r"((?:^|[?&;\s\"'])(?:sig|signature|key|api_key|apikey|access_key|token)=)[^&\s\"']*",
+    re.IGNORECASE,
+)
+MASK = "***"
+
+
+def request_id(header: str | None) -> str:
+    """The client's id when it is short and plain (it is echoed and logged), else a new one."""
+    if header is not None and _SANE_ID.fullmatch(header):
+        return header
+    return secrets.token_hex(16)
+
+
+def begin(rid: str) -> dict[str, Any]:
+    """Start the context of one request (in the task that serves it)."""
+    ctx: dict[str, Any] = {"request_id": rid}
+    _REQUEST.set(ctx)
+    return ctx
+
+
+def note(**fields: Any) -> None:
+    """Add fields to the current request's log line; nothing outside a request."""
+    ctx = _REQUEST.get()
+    if ctx is not None:
+        ctx.update(fields)
+
+
+def note_span(name: str, seconds: float) -> None:
+    ctx = _REQUEST.get()
+    if ctx is not None:
+        ctx[f"{name}_ms"] = round(seconds * 1000, 2)
+
+
+class RequestId(logging.Filter):
+    """Gives every record written during a request that request's id."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        ctx = _REQUEST.get()
+        if ctx is not None and not hasattr(record, "request_id"):
+            record.request_id = ctx["request_id"]
+        return True
+
+
+class Redact(logging.Filter):
+    """Masks configured secrets and credential query pairs in the final message."""
+
+    def __init__(self, secrets: list[str] | None = None) -> None:
+        super().__init__()
+        # Short values would mask ordinary words; configured secrets are long in practice.
+        self.secrets = sorted({s for s in secrets or () if len(s) >= 4}, key=len, reverse=True)
+
+    def clean(self, text: str) -> str:
+        for value in self.secrets:
+            text = text.replace(value, MASK)
+        return _CREDENTIAL_PAIR.sub(lambda m: m.group(1) + MASK, text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        cleaned = self.clean(message)
+        if cleaned != message or record.args:
+            record.msg, record.args = cleaned, None
+        if record.exc_text:
+            record.exc_text = self.clean(record.exc_text)
+        return True
+
+
+#: Attributes every LogRecord has; anything else on a record was passed as ``extra``.
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "color_message",  # uvicorn's copy of the message with terminal colours
+}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and every extra field."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name, value in vars(record).items():
+            if name not in _STANDARD and not name.startswith("_"):
+                out[name] = value
+        if record.exc_text or record.exc_info:
+            out["exception"] = record.exc_text or self.formatException(record.exc_info)  # type: ignore[arg-type]
+        return json.dumps(out, ensure_ascii=False, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """Plain lines, with the request id when there is one."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        rid = getattr(record, "request_id", None)
+        return f"{line} [{rid}]" if rid and record.name != "ogshot.access" else line
+
+
+def access_message(ctx: dict[str, Any]) -> str:
+    """The text form of a request's line; the JSON form has the same fields as keys."""
+    parts = [f"{ctx.get('method')} {ctx.get('path')} {ctx.get('status')}"]
+    parts.append(f"{ctx.get('duration_ms')}ms")
+    for name in ("cache", "card_key"):
+        if ctx.get(name):
+            parts.append(f"{name}={ctx[name]}")
+    spans = [f"{k}={v}" for k, v in ctx.items() if k.endswith("_ms") and k != "duration_ms"]
+    parts.extend(spans)
+    parts.append(f"rid={ctx['request_id']}")
+    return " ".join(parts)
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """Every configured secret, and the parts of it that could appear alone in a message: each
+    ``kid:secret`` pair's secret, a URL's password."""
+    found: list[str] = []
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if not isinstance(value, SecretStr) or not value.get_secret_value():
+            continue
+        raw = value.get_secret_value()
+        found.append(raw)
+        for part in raw.split(","):
+            found.extend([part.strip(), part.strip().rpartition(":")[2]])
+        with suppress(ValueError):
+            if password := urlsplit(raw).password:
+                found.append(password)
+    return [s for s in found if s]
+
+
+def log_config(fmt: str, level: str, secrets: list[str]) -> dict[str, Any]:
+    """A ``logging.config.dictConfig`` for ``ogshot serve`` (also applied in every worker).
+
+    Uvicorn's own access log is off (it would print query strings); ``ogshot.access`` replaces it.
+    """
+    formatter = "json" if fmt == "json" else "text"
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {
+            "request_id": {"()": "ogshot.logs.RequestId"},
+            "redact": {"()": "ogshot.logs.Redact", "secrets": secrets},
+        },
+        "formatters": {
+            "json": {"()": "ogshot.logs.JsonFormatter"},
+            "text": {"()": "ogshot.logs.TextFormatter"},
+        },
+        "handlers": {
+            "default": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stderr",
+                "formatter": formatter,
+                "filters": ["request_id", "redact"],
+            }
+        },
+        "loggers": {
+            "ogshot": {"handlers": ["default"], "level": level.upper(), "propagate": False},
+            "uvicorn": {"handlers": ["default"], "level": level.upper(), "propagate": False},
+            "uvicorn.error": {"level": level.upper()},
+            "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
+        },
+        "root": {"handlers": ["default"], "level": "WARNING"},
+    }

@@ -1,0 +1,215 @@
+"""Operations against real ``ogshot serve`` processes: metrics summed over two workers, readiness
+while a real Redis hangs, a SIGTERM during slow captures, and logs that keep secrets out."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.mmap_dict import MmapedDict
+
+from .conftest import decode, free_port, ogshot_serve, ogshot_serve_process
+from .fake_upstream import KEY as UPSTREAM_KEY
+from .fake_upstream import FakeUpstream
+from .test_ops import samples, value
+
+
+def test_metrics_are_summed_across_two_workers(tmp_path: Path) -> None:
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    (folder / "counter_1.db").write_bytes(b"left over from an earlier run")
+    env = {"OGSHOT_METRICS_DIR": str(folder)}
+    with ogshot_serve(tmp_path, "--workers", "2", env=env) as base:
+        n = 24
+
+        def get(i: int) -> int:
+            # A new connection each time, so that both workers' accept loops take some.
+            return httpx.get(f"{base}/og.png", params={"title": f"Card {i % 6}"}).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            assert list(pool.map(get, range(n))) == [200] * n
+        # Which worker answers a scrape is up to the kernel: every answer must be the total.
+        for _ in range(6):
+            text = httpx.get(f"{base}/metrics").text
+            assert value(text, "ogshot_requests_total", route="/og.png", status="200") == n
+            assert value(text, "ogshot_request_duration_seconds_count", route="/og.png") == n
+            cards = sum(
+                value(text, "ogshot_cards_total", source=s)
+                for s in ("hit", "miss", "stale", "coalesced")
+            )
+            assert cards == n
+            rss = [k for k in samples(text) if k[0] == "ogshot_process_resident_memory_bytes"]
+            assert len(rss) == 2, rss  # one series per live worker
+        # Both workers did count some of them, in their own files, and the stale file is gone.
+        per_worker = []
+        for db in sorted(folder.glob("counter_*.db")):
+            d = MmapedDict(str(db), read_mode=True)
+            try:
+                per_worker.append(
+                    sum(
+                        v
+                        for k, v, _ in d.read_all_values()
+                        if '"ogshot_requests_total"' in k and '"/og.png"' in k
+                    )
+                )
+            finally:
+                d.close()
+        assert len(per_worker) == 2 and "counter_1.db" not in os.listdir(folder)
+        assert sum(per_worker) == n
+        assert min(per_worker) > 0, f"one worker took every request: {per_worker}"
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A redis-server for this test alone: it gets stopped (SIGSTOP) and resumed."""
+    exe = shutil.which("redis-server") or "/usr/bin/redis-server"
+    port = free_port()
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "no redis-server"
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0", proc
+    finally:
+        proc.send_signal(signal.SIGCONT)  # never leave it stopped, whatever happened
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _until(check: object, seconds: float) -> float:
+    """Poll ``check()`` until true; the seconds it took (fails past ``seconds``)."""
+    start = time.monotonic()
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() - start < seconds, f"not within {seconds} s"
+        time.sleep(0.1)
+    return time.monotonic() - start
+
+
+def test_readyz_follows_a_hanging_redis_while_cards_render(
+    tmp_path: Path, own_redis: tuple[str, subprocess.Popen[bytes]]
+) -> None:
+    url, redis_proc = own_redis
+    with ogshot_serve(tmp_path, env={"OGSHOT_REDIS_URL": url}) as base:
+        ready = httpx.get(f"{base}/readyz")
+        assert ready.status_code == 200 and ready.json()["checks"]["redis"] == "ok"
+        redis_proc.send_signal(signal.SIGSTOP)
+        try:
+            slowest = 0.0
+
+            def unready() -> bool:
+                nonlocal slowest
+                start = time.monotonic()
+                r = httpx.get(f"{base}/readyz", timeout=10)
+                slowest = max(slowest, time.monotonic() - start)
+                return r.status_code == 503 and r.headers["cache-control"] == "no-store"
+
+            _until(unready, 5)
+            assert slowest < 3, f"a readiness check took {slowest:.1f} s against a hung Redis"
+            start = time.monotonic()
+            card = httpx.get(f"{base}/og.png", params={"title": "Redis hangs"}, timeout=15)
+            assert card.status_code == 200 and decode(card.content).size == (1200, 630)
+            assert time.monotonic() - start < 5
+        finally:
+            redis_proc.send_signal(signal.SIGCONT)
+        _until(lambda: httpx.get(f"{base}/readyz", timeout=10).status_code == 200, 10)
+
+
+def test_sigterm_lets_cards_in_progress_finish(
+    tmp_path: Path, fake_upstream: FakeUpstream
+) -> None:
+    env = {
+        "OGSHOT_CAPTURE": "http",
+        "OGSHOT_UPSTREAM_URL": fake_upstream.url,
+        "OGSHOT_UPSTREAM_KEY": UPSTREAM_KEY,
+        "OGSHOT_UPSTREAM_READ_TIMEOUT": "10",
+        "OGSHOT_UPSTREAM_TIMEOUT": "20",
+        "OGSHOT_SHUTDOWN_TIMEOUT": "15",
+    }
+    fake_upstream.hold = 1.5  # each capture takes this long
+    n = 6
+    try:
+        with ogshot_serve_process(tmp_path, "--log-level", "info", env=env) as (base, proc):
+            with ThreadPoolExecutor(n) as pool:
+                futures = [
+                    pool.submit(
+                        httpx.get,
+                        f"{base}/og.png",
+                        params={"title": f"Slow {i}", "url": f"https://example.com/page-term{i}"},
+                        timeout=30,
+                    )
+                    for i in range(n)
+                ]
+                _until(lambda: fake_upstream.active == n, 10)
+                proc.send_signal(signal.SIGTERM)
+                time.sleep(0.3)
+                # Stopped accepting: a newcomer is refused while the others finish.
+                with pytest.raises(httpx.TransportError):
+                    httpx.get(f"{base}/healthz", timeout=2)
+                answers = [f.result() for f in futures]
+            assert [r.status_code for r in answers] == [200] * n
+            for r in answers:
+                assert "x-ogshot-fallback" not in r.headers  # the capture made it in
+                assert decode(r.content).size == (1200, 630)
+            # Uvicorn ends by re-raising the signal it handled: the exit says "terminated".
+            assert proc.wait(timeout=15) in (0, -signal.SIGTERM)
+        log = (tmp_path / "serve.log").read_text()
+        assert "Traceback" not in log and "Application shutdown complete" in log
+    finally:
+        fake_upstream.hold = 0
+
+
+def test_json_logs_carry_request_fields_and_no_secret(
+    tmp_path: Path, fake_upstream: FakeUpstream
+) -> None:
+    signing_secret = "s3cret-signing-material-xyz"
+    env = {
+        "OGSHOT_LOG_FORMAT": "json",
+        "OGSHOT_CAPTURE": "http",
+        "OGSHOT_UPSTREAM_URL": fake_upstream.url,
+        "OGSHOT_UPSTREAM_KEY": UPSTREAM_KEY,
+        "OGSHOT_UPSTREAM_RETRIES": "0",
+        "OGSHOT_SIGNING_KEYS": f"k1:{signing_secret}",
+    }
+    sig = "c2lnbmF0dXJlLXZhbHVlLTEyMzQ1"
+    with ogshot_serve(tmp_path, "--log-level", "info", env=env) as base:
+        for page in ("e500", "page-logs"):
+            r = httpx.get(
+                f"{base}/og.png",
+                params={"title": "Logged", "url": f"https://example.com/{page}", "sig": sig},
+                headers={"X-Request-Id": f"req-{page}"},
+            )
+            assert r.headers["x-request-id"] == f"req-{page}"
+    text = (tmp_path / "serve.log").read_text()
+    for secret in (UPSTREAM_KEY, signing_secret, sig):
+        assert secret not in text
+    lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+    access = {line["request_id"]: line for line in lines if line["logger"] == "ogshot.access"}
+    failed, made = access["req-e500"], access["req-page-logs"]
+    for line in (failed, made):
+        assert line["path"] == "/og.png" and line["status"] in (200, 403)
+        assert line["card_key"].startswith("card:")
+        assert line["cache"] == "miss" and line["duration_ms"] > 0
+    assert made["capture_ms"] > 0 and made["render_ms"] > 0 and made["encode_ms"] > 0
+    # The capture failure's warning carries the id of the request it happened in.
+    warnings = [line for line in lines if line["level"] == "warning"]
+    assert any(w.get("request_id") == "req-e500" for w in warnings), warnings
