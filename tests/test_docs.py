@@ -27,13 +27,14 @@ def settings_table(text: str) -> dict[str, str]:
 
 
 def documented_default(cell: str) -> str | None:
-    """What a default cell says: "" for "empty…", None for "unset…", else the first `code` in it,
-    and "computed" for words alone (a default worked out at run time, like "auto-detect")."""
+    """What a default cell says: "" for "empty…", None for "unset…", the `code` it starts with,
+    or "computed" when it starts with other words (a default worked out at run time, like
+    "auto-detect" or "request's base")."""
     if cell.startswith("empty"):
         return ""
     if cell.startswith("unset"):
         return None
-    code = re.search(r"`([^`]*)`", cell)
+    code = re.match(r"`([^`]*)`", cell)
     if code:
         return code.group(1)
     return "computed"
