@@ -38,7 +38,8 @@ async def asgi_call(
         "raw_path": b"/og.png",
         "root_path": "",
         "query_string": query,
-        "headers": [(b"host", b"testserver"), *headers],
+        # One request id for every call: each reply echoes it, on both roads alike.
+        "headers": [(b"host", b"testserver"), (b"x-request-id", b"equivalence"), *headers],
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 8000),
         "state": {},

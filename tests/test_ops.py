@@ -101,9 +101,11 @@ def test_capture_errors_and_spans_are_counted(capture_settings: Settings) -> Non
         assert "x-ogshot-fallback" not in ok.headers
         now = c.get("/metrics").text
     reason = {"reason": "upstream_5xx"}
-    assert value(now, "ogshot_capture_errors_total", **reason) - value(
-        was, "ogshot_capture_errors_total", **reason
-    ) == 1
+    assert (
+        value(now, "ogshot_capture_errors_total", **reason)
+        - value(was, "ogshot_capture_errors_total", **reason)
+        == 1
+    )
     captures = "ogshot_span_duration_seconds_count"
     assert value(now, captures, span="capture") - value(was, captures, span="capture") == 2
 

@@ -134,9 +134,7 @@ def test_readyz_follows_a_hanging_redis_while_cards_render(
         _until(lambda: httpx.get(f"{base}/readyz", timeout=10).status_code == 200, 10)
 
 
-def test_sigterm_lets_cards_in_progress_finish(
-    tmp_path: Path, fake_upstream: FakeUpstream
-) -> None:
+def test_sigterm_lets_cards_in_progress_finish(tmp_path: Path, fake_upstream: FakeUpstream) -> None:
     env = {
         "OGSHOT_CAPTURE": "http",
         "OGSHOT_UPSTREAM_URL": fake_upstream.url,
