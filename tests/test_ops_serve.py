@@ -18,6 +18,10 @@ import httpx
 import pytest
 from prometheus_client.mmap_dict import MmapedDict
 
+from ogshot.card import parse_card
+from ogshot.settings import Settings
+from ogshot.signing import Signer
+
 from .conftest import decode, free_port, ogshot_serve, ogshot_serve_process
 from .fake_upstream import KEY as UPSTREAM_KEY
 from .fake_upstream import FakeUpstream
@@ -188,26 +192,32 @@ def test_json_logs_carry_request_fields_and_no_secret(
         "OGSHOT_UPSTREAM_RETRIES": "0",
         "OGSHOT_SIGNING_KEYS": f"k1:{signing_secret}",
     }
-    sig = "c2lnbmF0dXJlLXZhbHVlLTEyMzQ1"
+    signer = Signer.from_settings(
+        Settings(_env_file=None, signing_keys=f"k1:{signing_secret}")  # type: ignore[call-arg]
+    )
+    sigs = []
     with ogshot_serve(tmp_path, "--log-level", "info", env=env) as base:
-        for page in ("e500", "page-logs"):
-            r = httpx.get(
-                f"{base}/og.png",
-                params={"title": "Logged", "url": f"https://example.com/{page}", "sig": sig},
-                headers={"X-Request-Id": f"req-{page}"},
-            )
+        for page in ("e500", "page-logs", "forged"):
+            card = {"title": "Logged", "url": f"https://example.com/{page}"}
+            params = signer.signed_params(parse_card(card))
+            if page == "forged":
+                params["sig"] = "k1.c2lnbmF0dXJlLXZhbHVlLTEyMzQ1"
+            sigs.append(params["sig"])
+            r = httpx.get(f"{base}/og.png", params=params, headers={"X-Request-Id": f"req-{page}"})
+            assert r.status_code == (403 if page == "forged" else 200)
             assert r.headers["x-request-id"] == f"req-{page}"
     text = (tmp_path / "serve.log").read_text()
-    for secret in (UPSTREAM_KEY, signing_secret, sig):
+    for secret in (UPSTREAM_KEY, signing_secret, *sigs, *(s.split(".", 1)[1] for s in sigs)):
         assert secret not in text
     lines = [json.loads(line) for line in text.splitlines() if line.strip()]
     access = {line["request_id"]: line for line in lines if line["logger"] == "ogshot.access"}
-    failed, made = access["req-e500"], access["req-page-logs"]
+    failed, made, forged = access["req-e500"], access["req-page-logs"], access["req-forged"]
     for line in (failed, made):
-        assert line["path"] == "/og.png" and line["status"] in (200, 403)
+        assert line["path"] == "/og.png" and line["status"] == 200
         assert line["card_key"].startswith("card:")
         assert line["cache"] == "miss" and line["duration_ms"] > 0
     assert made["capture_ms"] > 0 and made["render_ms"] > 0 and made["encode_ms"] > 0
+    assert forged["status"] == 403 and "cache" not in forged
     # The capture failure's warning carries the id of the request it happened in.
     warnings = [line for line in lines if line["level"] == "warning"]
     assert any(w.get("request_id") == "req-e500" for w in warnings), warnings
