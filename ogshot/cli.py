@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import logging.config
 import os
 import shutil
 import sys
@@ -59,12 +60,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from .logs import log_config, secret_values
     from .startup import preflight
 
+    # The same logging as the workers' (uvicorn applies it again in each), from the first line.
+    logging_config = log_config(settings.log_format, args.log_level, secret_values(settings))
+    logging.config.dictConfig(logging_config)
     log = logging.getLogger("ogshot.startup")
-    if not logging.getLogger().handlers and not log.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.DEBUG if args.log_level == "trace" else args.log_level.upper())
     for line in preflight(settings):
         log.info("%s", line)
     # A partial of a module-level class: it pickles, so every worker process gets the deadlines.
@@ -101,7 +100,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             port=args.port,
             workers=args.workers,
             log_level=args.log_level,
-            log_config=log_config(settings.log_format, args.log_level, secret_values(settings)),
+            log_config=logging_config,
             access_log=False,  # ogshot.access logs each request, without its query string
             # The client's address and scheme come from proxy headers by ogshot's own rule
             # (OGSHOT_TRUSTED_PROXIES, ogshot/clients.py) and no other.

@@ -130,15 +130,19 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """Plain lines, with the request id when there is one."""
-
-    def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """Plain lines in uvicorn's own shape (``INFO:     message``), with the request id when
+    there is one."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
+        line = f"{record.levelname + ':':<9} {record.getMessage()}"
         rid = getattr(record, "request_id", None)
-        return f"{line} [{rid}]" if rid and record.name != "ogshot.access" else line
+        if rid and record.name != "ogshot.access":  # the access line says rid= itself
+            line = f"{line} [{rid}]"
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            line = f"{line}\n{record.exc_text}"
+        return line
 
 
 def access_message(ctx: dict[str, Any]) -> str:
@@ -198,10 +202,15 @@ def log_config(fmt: str, level: str, secrets: list[str]) -> dict[str, Any]:
             }
         },
         "loggers": {
-            "ogshot": {"handlers": ["default"], "level": level.upper(), "propagate": False},
-            "uvicorn": {"handlers": ["default"], "level": level.upper(), "propagate": False},
-            "uvicorn.error": {"level": level.upper()},
+            "ogshot": {"handlers": ["default"], "level": _level(level), "propagate": False},
+            "uvicorn": {"handlers": ["default"], "level": _level(level), "propagate": False},
+            "uvicorn.error": {"level": _level(level)},
             "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
         },
         "root": {"handlers": ["default"], "level": "WARNING"},
     }
+
+
+def _level(name: str) -> str:
+    # uvicorn's "trace" is below debug; the standard library knows no such level.
+    return "DEBUG" if name.lower() == "trace" else name.upper()
