@@ -68,6 +68,12 @@ class Budget:
     def enabled(self) -> bool:
         return self.limiter is not None
 
+    async def aclose(self) -> None:
+        """Close the shared store's connections (a Redis client), if there are any."""
+        client = getattr(getattr(self.storage, "bridge", None), "storage", None)
+        if client is not None:
+            await client.aclose()
+
     async def charge(self, client: str) -> None:
         """Count one unit of work for ``client``; raise RateLimited when over the budget."""
         if self.limiter is None or self.item is None:
@@ -141,6 +147,9 @@ class Admission:
         concurrency = settings.render_concurrency or max(settings.upstream_concurrency, 2 * workers)
         budget = Budget(settings.rate_limit, settings.redis_url.get_secret_value())
         return cls(budget, Gate(concurrency, settings.render_queue))
+
+    async def aclose(self) -> None:
+        await self.budget.aclose()
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:

@@ -156,6 +156,7 @@ class CardService:
         await self.page_meta.aclose()
         await self.capture.aclose()
         await self.cache.aclose()
+        await self.admission.aclose()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     def key(self, card: Card) -> str:
