@@ -9,9 +9,12 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ogshot import service as service_module
 from ogshot.cli import main
+from ogshot.frontmatter import FrontMatterError, card_params, parse_block, split_front_matter
 
 from .conftest import decode
 
@@ -231,3 +234,19 @@ def test_a_build_is_not_held_to_the_servers_per_client_budget(
     site = write_site(tmp_path / "site", {f"p{i}.md": f"# Page {i}\n" for i in range(5)})
     code, err = run(capsys, str(site), "--out", str(tmp_path / "out"))
     assert code == 0 and "5 made, 0 skipped, 0 failed" in err, err
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=300), st.sampled_from(["---\n", "+++\n", ""]))
+def test_any_page_text_reads_or_fails_with_a_reason(body: str, fence: str) -> None:
+    """Whatever a page holds, reading it gives card parameters or one FrontMatterError: never
+    another exception (which would be a traceback in the middle of a build)."""
+    text = fence + body + ("\n" + fence if fence and "x" in body else "")
+    try:
+        kind, block, rest = split_front_matter(text)
+        meta = parse_block(kind, block) if kind else {}
+        params = card_params(meta, heading="H")
+    except FrontMatterError as exc:
+        assert exc.detail and "\n" not in exc.detail.strip()
+        return
+    assert all(isinstance(v, str) for v in params.values())

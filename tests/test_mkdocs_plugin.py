@@ -54,6 +54,8 @@ class Tags(HTMLParser):
 def mkdocs_build(root: Path, theme: str) -> str:
     (root / "mkdocs.yml").write_text(CONFIG.format(theme=theme), "utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("OGSHOT_")}
+    # No network: any download would go to a port where nothing listens, and fail the build.
+    env.update(HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9", NO_PROXY="")
     exe = Path(sys.executable).with_name("mkdocs")
     proc = subprocess.run(
         [str(exe), "build", "--strict"],

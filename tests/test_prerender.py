@@ -12,6 +12,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ogshot import service as service_module
 from ogshot.api import create_app
@@ -350,3 +352,36 @@ def test_head_meta_has_the_headers_and_no_body(client: TestClient) -> None:
     head = client.head("/meta", params={"title": "T"})
     assert head.status_code == 200 and head.content == b""
     assert head.headers["content-type"] == get.headers["content-type"]
+
+
+_finite = st.floats(allow_nan=False, allow_infinity=False)
+_scalar = st.none() | st.booleans() | st.integers() | _finite
+_json_value = st.recursive(
+    _scalar | st.text(max_size=40),
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+_FIELDS = ["title", "subtitle", "site", "template", "theme", "accent", "format", "v", "x"]
+_card_like = st.dictionaries(
+    st.sampled_from(_FIELDS),
+    st.text(max_size=30) | _json_value,
+    max_size=5,
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(_card_like | _json_value, max_size=4), _json_value)
+def test_batch_answers_any_json_without_a_500(
+    client: TestClient, cards: list[Any], inline: Any
+) -> None:
+    r = client.post("/batch", json={"cards": cards, "inline": inline})
+    assert r.status_code in (200, 413, 422), r.text
+    if r.status_code == 200:
+        results = r.json()["results"]
+        assert len(results) == len(cards)
+        assert all(x["status"] in ("ok", "error") for x in results)
+    else:
+        assert r.json()["error"] in ("invalid_parameter", "too_large")
