@@ -260,7 +260,7 @@ def test_title_cards_choose_the_same_colours_without_measuring_each_line(
         for layout in layouts
         for c in cards
     ]
-    monkeypatch.setattr(render_module, "_box_extremes", lambda *args: None)
+    monkeypatch.setattr(render_module, "box_extremes", lambda *args: None)
     measured = [
         [(p.name, p.colour, p.scrim) for p in render_detailed(c, layout, fonts).placed]
         for layout in layouts

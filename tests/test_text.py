@@ -206,7 +206,7 @@ _SIMPLE_ALPHABET = st.sampled_from(
 def test_fast_breaking_agrees_with_uax14(text: str) -> None:
     from uniseg.linebreak import line_break_units
 
-    from ogshot.text import _spans
+    from ogshot.text.breaking import _spans
 
     text = normalise(text) or "a"
     parts = tuple(text)
@@ -252,7 +252,7 @@ def test_balancing_never_cuts_a_word(fonts: FontSet) -> None:
 def test_everyday_titles_take_the_direct_path_and_agree_with_uax14(title: str) -> None:
     from uniseg.linebreak import line_break_units
 
-    from ogshot.text import _DECIDED_ELSEWHERE, _simple, _spans
+    from ogshot.text.breaking import _DECIDED_ELSEWHERE, _simple, _spans
 
     text = normalise(title)
     assert all(map(_simple, text)) and not _DECIDED_ELSEWHERE.search(text)
@@ -264,14 +264,15 @@ def test_everyday_titles_take_the_direct_path_and_agree_with_uax14(title: str) -
 def test_direct_breaking_hands_over_what_it_cannot_decide(text: str) -> None:
     from uniseg.linebreak import line_break_units
 
-    from ogshot.text import _spans
+    from ogshot.text.breaking import _spans
 
     _spans.cache_clear()
     assert [text[i:j] for i, j in _spans(tuple(text), 0)] == list(line_break_units(text))
 
 
 def test_cached_break_units_are_never_changed_by_a_reader(fonts: FontSet) -> None:
-    from ogshot.text import _CHUNK, Setter, _spans
+    from ogshot.text import Setter
+    from ogshot.text.breaking import _CHUNK, _spans
 
     _spans.cache_clear()
     text = " ".join(f"word{i}" for i in range(60))  # several chunks

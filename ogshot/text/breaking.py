@@ -1,0 +1,101 @@
+"""Line-break opportunities (UAX #14) as spans of grapheme clusters.
+
+Plain alphabetic text is split directly (exact for it, and far cheaper); anything else goes through
+``uniseg``'s full algorithm. Korean breaks at spaces, as it is typeset.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from functools import lru_cache
+
+from uniseg.linebreak import line_break_units
+
+_CHUNK = 64
+#: Characters among which UAX #14 allows a break only after spaces and after a hyphen inside a
+#: word (letters of the alphabetic scripts, digits, symbols of its "alphabetic" class, and
+#: punctuation that binds to its neighbours): such text is split directly, which is exact and far
+#: cheaper than the full algorithm.
+_BINDING = frozenset(" .,:;'\"()&#@*_=~<>^`!?-‘’“”–—…")
+_WORDS = re.compile(r"\S+ *| +")
+#: A hyphen inside a word, before a letter: UAX #14 breaks after it ("open-" "source").
+_AFTER_HYPHEN = re.compile(r"(?<=[^\s-]-)(?=[^\W\d_])")
+#: Where UAX #14 decides otherwise than the two rules above, sent to the full algorithm: no break
+#: before closing punctuation, "!" or "?" (LB13) or after an opening parenthesis (LB14) even
+#: across spaces, none between a quote and a parenthesis (LB15), a break before a parenthesis
+#: that follows punctuation; curly quotes next to spaces (LB15a-b); "!", "?", dashes and "…"
+#: glued to what follows, dashes glued to what precedes, em dashes apart only by spaces (LB17);
+#: a hyphen that starts a word or is followed by anything but a letter, a digit, a space or the
+#: end.
+_DECIDED_ELSEWHERE = re.compile(
+    r"^ | [.,:;)!?]|\( |[\"'] +\(|[^\w ]\("
+    r"|[‘“’”](?: |$)|(?:^| )[‘“’”]"
+    r"|[!?–—…][^ !?]|[^ ][–—]|— +—"
+    r"|(?:^| )-|-[^\w ]|-_"
+)
+
+
+#: Modifier letters that UAX #14 classes as "break before" (BB), unlike the letters around them.
+_BREAK_BEFORE = frozenset("\u02c8\u02cc")
+
+
+def _simple(ch: str) -> bool:
+    return ch in _BINDING or (
+        ch.isalnum() and ord(ch) < 0x0530 and ch.isprintable() and ch not in _BREAK_BEFORE
+    )
+
+
+@lru_cache(maxsize=1024)
+def _spans(parts: tuple[str, ...], first: int) -> tuple[tuple[int, int], ...]:
+    """Line-break units of ``parts`` as spans of cluster indices counted from ``first``."""
+    boundary: dict[int, int] = {}  # character offset -> index of the cluster starting there
+    offset = 0
+    for index, cluster in enumerate(parts):
+        boundary[offset] = index
+        offset += len(cluster)
+    boundary[offset] = len(parts)
+    spans: list[tuple[int, int]] = []
+    begin = offset = 0
+    joined = "".join(parts)
+    fast = all(map(_simple, joined)) and not _DECIDED_ELSEWHERE.search(joined)
+    if fast:
+        units = [u for word in _WORDS.findall(joined) for u in _AFTER_HYPHEN.split(word)]
+    else:
+        units = list(line_break_units(joined))
+    for unit in units:
+        offset += len(unit)
+        end = boundary.get(offset)
+        if end is None or end <= begin:
+            continue  # a break inside a cluster is no break
+        if end < len(parts) and _hangul(parts[end - 1]) and _hangul(parts[end]):
+            continue  # Korean breaks at spaces, as it is typeset, not between syllables
+        spans.append((first + begin, first + end))
+        begin = end
+    if begin < len(parts):
+        spans.append((first + begin, first + len(parts)))
+    return tuple(spans)
+
+
+def _hangul(cluster: str) -> bool:
+    return 0xAC00 <= ord(cluster[0]) <= 0xD7A3
+
+
+class _Lazy:
+    """A list filled from an iterator only as far as it is read."""
+
+    def __init__(self, source: Iterator[tuple[int, int]]) -> None:
+        self._source = source
+        self._items: list[tuple[int, int]] = []
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        index = 0
+        while True:
+            if index == len(self._items):
+                item = next(self._source, None)
+                if item is None:
+                    return
+                self._items.append(item)
+            yield self._items[index]
+            index += 1
+

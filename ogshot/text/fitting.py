@@ -1,0 +1,123 @@
+"""Fitting: the largest size at which a text fits its box, and the lines it takes there."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from ..fonts import FontSet, Weight
+from .breaking import _Lazy
+from .clusters import normalise
+from .setter import Line, Setter
+
+
+@dataclass(frozen=True)
+class Fitted:
+    size: int
+    lines: tuple[Line, ...]
+    line_height: int
+    ascent: int
+    descent: int
+    truncated: bool
+    #: The paragraph reads right to left: lines align to the right edge of a left-aligned box.
+    rtl: bool
+
+    @property
+    def height(self) -> int:
+        if not self.lines:
+            return 0
+        return (len(self.lines) - 1) * self.line_height + self.ascent + self.descent
+
+
+def _balance(
+    setter: Setter,
+    spans: list[tuple[int, int]],
+    width: int,
+    size: int,
+    units: Iterable[tuple[int, int]],
+    broke: bool,
+) -> list[tuple[int, int]]:
+    """The narrowest wrapping with the same number of lines: no lone word on the last line.
+
+    A narrower wrapping that would cut a word the full width keeps whole is not taken.
+    """
+    count = len(spans)
+    lo, hi = width // 2, width
+    best = spans
+    for _ in range(6):
+        if hi - lo < 8:
+            break
+        mid = (lo + hi) // 2
+        lines, left, cut = setter.wrap(mid, size, count, units)
+        if not left and len(lines) <= count and (broke or not cut):
+            best, hi = lines, mid
+        else:
+            lo = mid
+    return best
+
+
+def fit(
+    text: str,
+    *,
+    fonts: FontSet,
+    weight: Weight,
+    width: int,
+    height: int,
+    max_size: int,
+    min_size: int,
+    max_lines: int,
+    line_height: float,
+) -> Fitted:
+    """The largest size in ``[min_size, max_size]`` at which ``text`` fits; else cut at min_size."""
+    text = normalise(text)
+    if not text:
+        return Fitted(max_size, (), round(max_size * line_height), 0, 0, False, False)
+    # No visible cluster is narrower than a tenth of an em: past this many, nothing can show.
+    stop = max_lines * (width * 10 // min_size + 1) + 1
+    setter = Setter(fonts, weight, text[: stop * 8])
+    units = _Lazy(setter.units(stop))
+
+    def attempt(size: int) -> tuple[list[tuple[int, int]], bool, bool, int, int, int]:
+        ascent, descent = setter.metrics(size)
+        step = max(1, round(size * line_height))
+        rows = max(0, min(max_lines, (height - ascent - descent) // step + 1))
+        if rows == 0:
+            return [], True, False, step, ascent, descent
+        lines, left, broke = setter.wrap(width, size, rows, units)
+        return lines, left, broke, step, ascent, descent
+
+    def largest(accept: Callable[[int], bool]) -> int | None:
+        # Most titles fit at the largest size: try it before bisecting.
+        if accept(max_size):
+            return max_size
+        best: int | None = None
+        lo, hi = min_size, max_size - 1
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            if accept(mid):
+                best, lo = mid, mid + 1
+            else:
+                hi = mid - 1
+        return best
+
+    def whole(size: int) -> bool:
+        _, left, broke, *_ = attempt(size)
+        return not left and not broke
+
+    def complete(size: int) -> bool:
+        return not attempt(size)[1]
+
+    # Shrinking beats cutting a word; cutting (a URL, a very long word) beats an ellipsis.
+    best = largest(whole)
+    if best is None:
+        best = largest(complete)
+    size = best if best is not None else min_size
+    spans, left, broke, step, ascent, descent = attempt(size)
+    left = left or len(text) > len(setter.text)
+    if not left and len(spans) > 1:
+        spans = _balance(setter, spans, width, size, units, broke)
+    texts = [setter.parts[i:j] for i, j in spans]
+    if left and spans:
+        texts[-1] = setter.ellipsize(*spans[-1], width, size)
+    laid = tuple(setter.layout(parts, size) for parts in texts)
+    return Fitted(size, laid, step, ascent, descent, left, setter.base_rtl)
