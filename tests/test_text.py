@@ -66,6 +66,24 @@ def test_grapheme_clusters_are_never_split(fonts: FontSet, label: str) -> None:
             assert cluster in whole, (label, cluster)
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("ｶﾞｷﾟ", ("ｶﾞ", "ｷﾟ")),  # halfwidth voiced marks extend their base (UAX #29 GB9)
+        ("ﾃﾞｰﾀ", ("ﾃﾞ", "ｰ", "ﾀ")),
+        ("กำ", ("กำ",)),  # SARA AM is a spacing mark
+    ],
+)
+def test_halfwidth_voiced_marks_stay_with_their_base(text: str, expected: tuple[str, ...]) -> None:
+    assert clusters(text) == expected
+
+
+def test_a_line_of_halfwidth_katakana_never_starts_with_a_voiced_mark(fonts: FontSet) -> None:
+    fitted = run_fit(fonts, "ﾃﾞｰﾀﾍﾞｰｽｶﾞｲﾄﾞ" * 6, width=260, max_lines=6)
+    assert len(fitted.lines) >= 2
+    assert all(line.text[0] not in "ﾞﾟ" for line in fitted.lines)
+
+
 def test_cjk_breaks_between_characters(fonts: FontSet) -> None:
     text = "为社交网络快速生成预览卡片支持所有文字为社交网络快速生成预览卡片"
     fitted = run_fit(fonts, text, width=500, max_lines=6)

@@ -32,8 +32,9 @@ def _plain(ch: str) -> bool:
 
 
 _JOINING = frozenset({"Mn", "Mc", "Me", "Cf", "Cc", "Co", "Cs"})
-#: Letters that UAX #29 treats as spacing marks or prepended characters.
-_SPECIAL = frozenset("\u0e33\u0eb3\u0d4e")
+#: Letters that UAX #29 treats as spacing marks, prepended characters or extenders: Thai and Lao
+#: SARA AM, Malayalam's dot reph, and the halfwidth katakana voiced marks (ｶﾞ is one cluster).
+_SPECIAL = frozenset("\u0e33\u0eb3\u0d4e\uff9e\uff9f")
 
 
 def clusters(text: str) -> tuple[str, ...]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from bidi import algorithm as uba
+from bidi import get_base_level
 
 from ..fonts import EMOJI, EMOJI_SIZE, FontSet, Weight, cjk_region
 from . import order
@@ -45,7 +45,7 @@ class Setter:
         self.weight = weight
         self.text = text
         self.region = cjk_region(text)
-        self.base_rtl = bool(uba.get_base_level(text)) if text else False
+        self.base_rtl = bool(get_base_level(text)) if text else False
         self.parts = clusters(text)
         self.picks = self._pick_all(self.parts)
         self._widths: dict[tuple[int, int, int], float] = {}
