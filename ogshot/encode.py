@@ -13,6 +13,14 @@ A card whose fast PNG comes out over :data:`PNG_SIZE_BUDGET` (a capture full of 
 grain) is encoded a second time with more effort, and the smaller result wins: the common case
 stays fast and the rare heavy case stays as small as a lossless format allows.
 
+A PNG card over :data:`CARD_BYTE_BUDGET` (300 KB: WhatsApp shows no thumbnail past about that,
+and a capture card with a photograph in it is often 300-900 KB lossless) is written as a palette
+PNG instead: 256 colours (Pillow's octree quantiser: 40 ms, deterministic), fewer if that is
+still over. Measured by ``bench/bench_capture_size.py`` on 21 capture cards: lossless 339 KB
+median, 894 KB at most, 12 over budget; palette 198 KB median, SSIM against lossless 0.90 at
+worst (raw sensor grain), text edges intact. ``format=jpeg`` (88 KB median, SSIM 0.975) is
+smaller still for whoever can take it.
+
 ``ENCODER_VERSION`` goes into cache keys: a change of encoder settings changes bytes.
 
 The bytes are a function of the image alone: how the rows are cut into deflate pieces follows
@@ -41,7 +49,8 @@ except ImportError:  # pragma: no cover - exercised by monkeypatching in the tes
 
 #: 2: hand-written PNG around ISA-L's deflate; WebP at method 0.
 #: 3: deflate pieces fixed by the data's size, not the CPU count.
-ENCODER_VERSION = "3"
+#: 4: a palette PNG when a PNG card is over its byte budget.
+ENCODER_VERSION = "4"
 
 #: Quality for lossy formats: high enough that title text keeps crisp edges.
 JPEG_QUALITY = 88
@@ -54,6 +63,10 @@ WEBP_METHOD = 0
 ISAL_LEVEL = 2
 #: Over this many bytes, a PNG is worth a slower second attempt at a smaller size.
 PNG_SIZE_BUDGET = 600 * 1024
+#: A PNG card larger than this is sent as a palette PNG (see the module's docstring).
+CARD_BYTE_BUDGET = 300 * 1024
+#: Palette sizes tried in turn until the card fits its budget.
+PALETTE_STEPS = (256, 128, 64)
 #: Pillow's level when ``isal`` is missing: level 1 is three times faster than the default 6.
 PILLOW_PNG_LEVEL = 1
 
@@ -69,9 +82,9 @@ _FILTER_NONE, _FILTER_UP = b"\x00", b"\x02"
 
 
 def encode(image: Image.Image, fmt: str) -> bytes:
-    """Encode a card as ``png``, ``jpeg`` or ``webp``."""
+    """Encode a card as ``png`` (within :data:`CARD_BYTE_BUDGET`), ``jpeg`` or ``webp``."""
     if fmt == "png":
-        return encode_png(image)
+        return encode_png(image, budget=CARD_BYTE_BUDGET)
     out = io.BytesIO()
     if fmt == "jpeg":
         image.convert("RGB").save(
@@ -84,18 +97,36 @@ def encode(image: Image.Image, fmt: str) -> bytes:
     return out.getvalue()
 
 
-def encode_png(image: Image.Image) -> bytes:
-    """A lossless PNG of ``image``: the fast writer when ``isal`` is there, else Pillow's."""
+def encode_png(image: Image.Image, budget: int | None = None) -> bytes:
+    """A lossless PNG of ``image``: the fast writer when ``isal`` is there, else Pillow's.
+
+    With a ``budget``, an RGB image whose lossless PNG is larger comes back as a palette PNG of
+    as many colours as fit (the smallest tried, when none does).
+    """
     image = _png_ready(image)
     if _fast_deflate is None:
-        return _pillow_png(image, PILLOW_PNG_LEVEL)
-    body = fast_png(image)
-    if len(body) > PNG_SIZE_BUDGET:
+        body = _pillow_png(image, PILLOW_PNG_LEVEL)
+    else:
+        body = fast_png(image)
+    if budget is not None and len(body) > budget and image.mode == "RGB":
+        return palette_png(image, budget)
+    if _fast_deflate is not None and len(body) > PNG_SIZE_BUDGET:
         # Rare: a capture full of grain. zlib's best effort with Pillow's adaptive filters
         # usually shaves another 5-10 % off; keep whichever is smaller.
         heavy = _pillow_png(image, 6)
         if len(heavy) < len(body):
             return heavy
+    return body
+
+
+def palette_png(image: Image.Image, budget: int) -> bytes:
+    """``image`` quantised to each of :data:`PALETTE_STEPS` colours until its PNG fits."""
+    body = b""
+    for colours in PALETTE_STEPS:
+        quantised = image.quantize(colours, method=Image.Quantize.FASTOCTREE)
+        body = write_png(quantised, _isal_deflate) if _fast_deflate else _pillow_png(quantised, 6)
+        if len(body) <= budget:
+            break
     return body
 
 
@@ -188,11 +219,11 @@ def adler32_combine(first: int, second: int, second_length: int) -> int:
 
 
 def write_png(image: Image.Image, deflate: Callable[[bytes], bytes]) -> bytes:
-    """Write ``image`` (mode L, LA, RGB or RGBA) as a PNG with one IDAT, every row ``Up``-filtered.
+    """Write ``image`` (L, LA, P, RGB or RGBA) as a PNG with one IDAT, every row ``Up``-filtered.
 
     ``deflate`` turns the filtered rows into a zlib stream (header, data, Adler-32).
     """
-    colour_type, channels = _COLOUR_TYPES[image.mode]
+    colour_type, channels = (3, 1) if image.mode == "P" else _COLOUR_TYPES[image.mode]
     width, height = image.size
     stride = width * channels
     raw = up_filtered(image).tobytes()
@@ -200,10 +231,17 @@ def write_png(image: Image.Image, deflate: Callable[[bytes], bytes]) -> bytes:
     rows = [_FILTER_NONE + raw[:stride]]
     rows.extend(_FILTER_UP + raw[y * stride : (y + 1) * stride] for y in range(1, height))
     ihdr = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
+    palette = b""
+    if image.mode == "P":
+        low, high = image.getextrema()
+        assert isinstance(high, int)
+        used = high + 1
+        palette = _chunk(b"PLTE", bytes(image.getpalette("RGB") or [])[: 3 * used])
     return b"".join(
         (
             _SIGNATURE,
             _chunk(b"IHDR", ihdr),
+            palette,
             _chunk(b"IDAT", deflate(b"".join(rows))),
             _chunk(b"IEND", b""),
         )
@@ -216,6 +254,8 @@ def up_filtered(image: Image.Image) -> Image.Image:
     The first row is kept as it is (it is subtracted from nothing: a crop that starts one row
     above the image reads zeros there).
     """
+    if image.mode == "P":  # indices filter like grey levels
+        image = Image.frombytes("L", image.size, image.tobytes())
     width, height = image.size
     above = image.crop((0, -1, width, height - 1))
     return ImageChops.subtract_modulo(image, above)

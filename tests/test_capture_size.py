@@ -1,0 +1,98 @@
+"""Capture cards stay within the size that every platform shows as a thumbnail."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import pytest
+from PIL import Image
+
+from bench.common import synthetic_capture
+from ogshot import encode as enc
+from ogshot.card import Card
+from ogshot.fonts import FontSet
+from ogshot.layouts import LayoutRegistry
+from ogshot.render import render_card
+from ogshot.samples import CAPTURES
+
+from .conftest import decode
+from .imagecompare import ssim
+
+#: The least SSIM a palette card keeps against its lossless self (measured: 0.8965 at worst,
+#: on raw sensor grain; 0.95 and up on ordinary pages).
+PALETTE_SSIM = 0.88
+
+
+@cache
+def _captures() -> dict[str, Image.Image]:
+    found = {name: make() for name, make in CAPTURES.items()}
+    found["photo"] = synthetic_capture(1)
+    found["raw grain"] = synthetic_capture(7, photo_quality=None)
+    return found
+
+
+def _cards(layouts: LayoutRegistry, fonts: FontSet) -> list[tuple[str, Image.Image]]:
+    card = Card(
+        title="Ship social cards that load before the crawler gives up",
+        subtitle="Typography, caching and captures, explained.",
+        site="example.org",
+    )
+    return [
+        (f"{layout.name}/{name}", render_card(card, layout, fonts, capture))
+        for layout in layouts
+        if layout.capture is not None
+        for name, capture in _captures().items()
+    ]
+
+
+def test_capture_cards_are_within_300_kb_by_default(
+    layouts: LayoutRegistry, fonts: FontSet
+) -> None:
+    over_lossless = 0
+    for name, image in _cards(layouts, fonts):
+        body = enc.encode(image, "png")
+        assert len(body) <= 300 * 1024, (name, len(body))
+        decoded = decode(body)
+        assert decoded.format == "PNG" and decoded.size == (1200, 630)
+        if decoded.mode == "P":
+            over_lossless += 1
+            assert ssim(decoded.convert("RGB"), image) >= PALETTE_SSIM, name
+        else:
+            assert decoded.convert("RGB").tobytes() == image.tobytes(), name
+    # The bound is exercised: some of these cards are over budget as lossless PNGs.
+    assert over_lossless >= 3
+
+
+def test_a_palette_card_is_the_same_bytes_every_time(
+    layouts: LayoutRegistry, fonts: FontSet
+) -> None:
+    image = render_card(
+        Card(title="Grain"), layouts.get("default"), fonts, _captures()["raw grain"]
+    )
+    first = enc.encode(image, "png")
+    assert decode(first).mode == "P"
+    assert enc.encode(image.copy(), "png") == first
+
+
+@pytest.mark.parametrize("budget", [150 * 1024, 60 * 1024])
+def test_fewer_colours_when_256_are_still_over_budget(
+    budget: int, layouts: LayoutRegistry, fonts: FontSet
+) -> None:
+    image = render_card(
+        Card(title="Grain"), layouts.get("default"), fonts, _captures()["raw grain"]
+    )
+    body = enc.encode_png(image, budget=budget)
+    decoded = decode(body)
+    assert decoded.mode == "P"
+    colours = len(decoded.getcolors(256) or [])
+    if len(body) <= budget:
+        assert colours <= 256
+    else:  # nothing fitted: the smallest palette tried comes back
+        assert colours <= enc.PALETTE_STEPS[-1]
+
+
+def test_title_cards_stay_lossless(layouts: LayoutRegistry, fonts: FontSet) -> None:
+    image = render_card(
+        Card(title="Lossless title", subtitle="and sharp"), layouts.get("default"), fonts
+    )
+    assert decode(enc.encode(image, "png")).convert("RGB").tobytes() == image.tobytes()
