@@ -6,13 +6,16 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # --- build: the package and its dependencies, in a virtualenv copied whole into the image ------
 FROM ${PYTHON_IMAGE} AS build
+ARG CHROMIUM=false
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/ogshot
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY ogshot ./ogshot
 COPY templates ./templates
-RUN /opt/ogshot/bin/pip install .
+# With CHROMIUM=true, Playwright too (it drives the system Chromium; it downloads no browser).
+RUN if [ "$CHROMIUM" = true ]; then /opt/ogshot/bin/pip install ".[chromium]"; \
+    else /opt/ogshot/bin/pip install .; fi
 
 # --- the image: slim Python, fonts and fribidi, the virtualenv, a user without privileges ----
 FROM ${PYTHON_IMAGE}

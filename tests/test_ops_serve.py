@@ -221,3 +221,13 @@ def test_json_logs_carry_request_fields_and_no_secret(
     # The capture failure's warning carries the id of the request it happened in.
     warnings = [line for line in lines if line["level"] == "warning"]
     assert any(w.get("request_id") == "req-e500" for w in warnings), warnings
+
+
+def test_metrics_on_their_own_port(tmp_path: Path) -> None:
+    port = free_port()
+    with ogshot_serve(tmp_path, env={"OGSHOT_METRICS_PORT": str(port)}) as base:
+        assert httpx.get(f"{base}/og.png", params={"title": "Counted"}).status_code == 200
+        assert httpx.get(f"{base}/metrics").status_code == 404  # not on the public port
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        assert value(text, "ogshot_requests_total", route="/og.png", status="200") == 1
+        assert value(text, "ogshot_cards_total", source="miss") == 1
