@@ -22,7 +22,7 @@ _SCRIPTS = ("latin", "cyrillic", "greek", "arabic", "hebrew", "devanagari", "tha
             "japanese", "korean", "emoji")  # fmt: skip
 
 
-def capture_line(settings: Settings) -> str:
+def capture_line(settings: Settings, provider: object = None) -> str:
     mode = settings.capture_mode
     if mode == "none":
         why = "asked for" if settings.capture == "none" else "no OGSHOT_UPSTREAM_URL or _KEY"
@@ -31,6 +31,9 @@ def capture_line(settings: Settings) -> str:
         host = urlsplit(settings.upstream_url).hostname if settings.upstream_url else None
         where = host or f"the {settings.upstream_preset} preset's endpoint"
         return f"capture: http, through {where} ({settings.upstream_preset} preset)"
+    executable = getattr(provider, "executable", None)
+    if mode == "chromium" and executable:
+        return f"capture: chromium ({executable}), every connection through the egress guard"
     return f"capture: {mode}"
 
 
@@ -72,4 +75,4 @@ def preflight(settings: Settings) -> list[str]:
     load_layouts(settings)  # a bad layout file: LayoutError naming the file and field
     provider = make_provider(settings)  # a capture mode not available here: CaptureUnavailable
     asyncio.run(provider.aclose())
-    return [capture_line(settings), cache_line(settings), font_line(FontSet.default())]
+    return [capture_line(settings, provider), cache_line(settings), font_line(FontSet.default())]

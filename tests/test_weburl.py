@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ogshot.weburl import display_host, parse_page_url
 
@@ -65,3 +67,22 @@ def test_origin_always_names_the_port() -> None:
 def test_display_host_shows_unicode_labels() -> None:
     assert display_host("xn--bcher-kva.de.") == "bücher.de"
     assert display_host("example.com") == "example.com"
+
+
+_URL_CHARS = st.sampled_from(
+    list("abc019.-:/?#[]@%!$&'()*+,;=~_") + ["。", "．", "①", "Ａ", "ß", "\u00ad", "٣", "\ud800"]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.sampled_from(["http://", "https://", "HTTP://", "http:", "http:///", "ftp://", ""]),
+    st.text(_URL_CHARS, max_size=40),
+)
+def test_any_spelling_parses_to_a_fixed_point_or_is_refused_cleanly(prefix: str, rest: str) -> None:
+    try:
+        page = parse_page_url(prefix + rest)
+    except ValueError:
+        return  # the only way to refuse: a 422 with a sentence, never a 500
+    assert parse_page_url(page.href) == page
+    assert page.scheme in ("http", "https") and page.host
