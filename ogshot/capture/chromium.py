@@ -114,7 +114,9 @@ def _processes_with(marker: str) -> list[int]:
 
 
 def tree_rss(pid: int) -> int:
-    """Resident bytes of a process and all its descendants (Linux ``/proc``); 0 if gone."""
+    """Memory of a process and all its descendants (Linux ``/proc``), 0 if gone: proportional set
+    size where the kernel gives it (shared pages split between the processes sharing them, so
+    that a browser's many processes are not counted several times over), else resident size."""
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
     page = os.sysconf("SC_PAGE_SIZE")
@@ -132,9 +134,19 @@ def tree_rss(pid: int) -> int:
     total, todo = 0, [pid]
     while todo:
         p = todo.pop()
-        total += rss.get(p, 0)
+        total += _pss(p) or rss.get(p, 0)
         todo.extend(children.get(p, []))
     return total
+
+
+def _pss(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 @dataclass
@@ -259,7 +271,13 @@ class ChromiumCapture:
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._settle)
+
+    def _settle(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # Background upkeep (closing, pre-making contexts) only ever fails quietly.
+            log.debug("local browser upkeep failed: %r", task.exception())
 
     async def _close_browser(self, b: _Browser) -> None:
         for tab in b.spares:
