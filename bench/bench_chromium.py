@@ -44,6 +44,15 @@ _HTML = """<!doctype html><html><head><meta charset="utf-8"><title>Bench page</t
 <img src="/hero.jpg" width="1120" height="346" alt="">
 <p>{text}</p></main></body></html>""".format(text="Lorem ipsum dolor sit amet. " * 60)
 
+#: The same page under a consent banner, with an ad slot and an ad script.
+_CLUTTERED = _HTML.replace(
+    "</main>",
+    '<ins class="adsbygoogle" style="display:block;height:250px;background:#0c0"></ins>'
+    '<script async src="/pagead/js/adsbygoogle.js"></script></main>'
+    '<div id="onetrust-banner-sdk" style="position:fixed;bottom:0;left:0;right:0;height:40%;'
+    'background:#c00;color:#fff">We value your privacy.</div>',
+)
+
 _CSS = """body{margin:0;font:18px/1.5 sans-serif;background:#fafafc;color:#333}
 header{background:#182038;color:#fff;padding:20px 40px}main{padding:0 40px}"""
 
@@ -63,6 +72,8 @@ def serve() -> tuple[_Pages, str]:
         "/": (_HTML.encode(), "text/html; charset=utf-8"),
         "/site.css": (_CSS.encode(), "text/css"),
         "/hero.jpg": (_hero(), "image/jpeg"),
+        "/cluttered": (_CLUTTERED.encode(), "text/html; charset=utf-8"),
+        "/pagead/js/adsbygoogle.js": (b"/* ad */", "text/javascript"),
     }
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -178,8 +189,31 @@ async def measure(n: int, throughput_captures: int) -> dict[str, Any]:
         if conc == 4:
             fig["rss_mb"]["browser_at_4"] = tree_rss(p.browser_pid or 0) / 2**20
         await p.aclose()
+    fig["blocking"] = await _blocking(settings, origin + "/cluttered", n)
     server.shutdown()
     return fig
+
+
+async def _blocking(settings: Settings, url: str, n: int) -> dict[str, Any]:
+    """Capture time on a cluttered page with and without OGSHOT_CHROMIUM_BLOCK, and what it
+    left out."""
+    plain = ChromiumCapture(settings)
+    blocking = ChromiumCapture(settings.model_copy(update={"chromium_block": True}))
+    await plain.start()
+    await blocking.start()
+    times: dict[str, list[float]] = {"off": [], "on": []}
+    for i in range(n + 2):
+        for name, p in (("off", plain), ("on", blocking)):
+            t = time.perf_counter()
+            await p.capture(CaptureRequest(f"{url}?i={i}", width=1200, height=630))
+            if i >= 2:
+                times[name].append(time.perf_counter() - t)
+    out: dict[str, Any] = {k: statistics.median(v) * 1000 for k, v in times.items()}
+    out["requests_left_out"] = blocking.blocked.requests / (n + 2)
+    out["selectors_hidden"] = blocking.blocked.selectors / (n + 2)
+    await plain.aclose()
+    await blocking.aclose()
+    return out
 
 
 def _p90(ts: list[float]) -> float:
@@ -202,6 +236,13 @@ def table(fig: dict[str, Any]) -> str:
         "|---:|---:|",
     ]
     lines += [f"| {c} | {v:.1f} |" for c, v in fig["per_second"].items()]
+    b = fig["blocking"]
+    lines += [
+        "",
+        f"Blocking (cluttered page): {b['off']:.0f} ms off, {b['on']:.0f} ms on; per capture "
+        f"{b['requests_left_out']:.0f} request(s) left out, {b['selectors_hidden']:.0f} "
+        "element rule(s) applied.",
+    ]
     rss = fig["rss_mb"]
     lines += [
         "",

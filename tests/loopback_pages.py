@@ -25,6 +25,16 @@ PAGE = """<!doctype html><html><head><meta charset="utf-8">
 TITLE_ONLY = """<!doctype html><html><head><title>Only a &lt;title&gt; here</title></head>
 <body style="background:#eee"><p>text</p></body></html>"""
 
+CLUTTERED = """<!doctype html><html><head><title>Cluttered</title>
+<style>body{margin:0;background:#1e6fd9}
+#onetrust-banner-sdk{position:fixed;left:0;right:0;bottom:0;height:45%;background:#e01010}
+ins.adsbygoogle{display:block;position:absolute;top:0;left:0;width:40%;height:40%;
+background:#10c010}</style>
+<script async src="/pagead/js/adsbygoogle.js"></script></head><body>
+<ins class="adsbygoogle"></ins>
+<div id="onetrust-banner-sdk">We value your privacy. Accept all cookies?</div>
+</body></html>"""
+
 NOTHING = """<!doctype html><html><head></head><body style="background:#fc0"><p>no title</p></body>
 </html>"""
 
@@ -151,6 +161,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         elif url.path == "/late-title":
             filler = "<!-- " + "x" * 4000 + " -->"
             self._send(200, f"<!doctype html><html><head>{filler}<title>Late title</title>")
+        elif url.path == "/cluttered":
+            self._send(200, CLUTTERED)
+        elif url.path == "/pagead/js/adsbygoogle.js":
+            self._send(200, "/* an ad script */", "text/javascript")
         elif url.path == "/title-only":
             self._send(200, TITLE_ONLY)
         elif url.path == "/nothing":

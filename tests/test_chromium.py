@@ -430,3 +430,34 @@ def test_overloaded_when_no_slot_frees_in_time(
         provider._slots = asyncio.Semaphore(saved.chromium_concurrency)
     errors = [o for o in outcomes if isinstance(o, CaptureError)]
     assert len(errors) == 1 and errors[0].reason == "overloaded" and errors[0].status == 503
+
+
+# --- blocking ads and cookie banners --------------------------------------------------------
+
+RED, GREEN = (0xE0, 0x10, 0x10), (0x10, 0xC0, 0x10)
+
+
+@pytest.fixture(scope="module")
+def blocking(loop: LoopThread, browser_settings: Settings) -> Iterator[ChromiumCapture]:
+    provider = ChromiumCapture(browser_settings.model_copy(update={"chromium_block": True}))
+    yield provider
+    loop.run(provider.aclose())
+
+
+def test_blocking_hides_cookie_banners_and_ads_and_skips_ad_requests(
+    loop: LoopThread, provider: ChromiumCapture, blocking: ChromiumCapture, site: Site
+) -> None:
+    url = site.origin + "/cluttered"
+    site.hits.clear()
+    plain = image(loop.run(provider.capture(CaptureRequest(url))).body)
+    assert "/pagead/js/adsbygoogle.js" in site.hits
+    assert share_of(plain, RED) > 0.3 and share_of(plain, GREEN) > 0.1
+    site.hits.clear()
+    clean = image(loop.run(blocking.capture(CaptureRequest(url + "?b=1"))).body)
+    assert "/pagead/js/adsbygoogle.js" not in site.hits
+    assert share_of(clean, RED) == 0 and share_of(clean, GREEN) == 0
+    assert share_of(clean, PAGE_BLUE) > 0.9
+
+
+def test_blocking_is_off_by_default() -> None:
+    assert Settings(_env_file=None).chromium_block is False  # type: ignore[call-arg]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -41,6 +42,7 @@ from ..netguard import UrlPolicy
 from ..pagemeta import META_SCRIPT, PageMeta
 from ..settings import Settings
 from . import Capture, CaptureError, CaptureRequest, CaptureUnavailable
+from .blocking import COLLECT_SCRIPT, Blocked, Blocker, hide_script, hiding_css
 
 log = logging.getLogger("ogshot")
 
@@ -157,6 +159,9 @@ class _Tab:
     page: Any
     cdp: Any
     viewport: tuple[int, int]
+    #: The page being captured (the source of its requests, for the filter rules).
+    url: str = ""
+    blocked: Blocked = field(default_factory=Blocked)
 
 
 @dataclass
@@ -199,7 +204,9 @@ class ChromiumCapture:
         self._current: _Browser | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._closed = False
-        self._blocker: Any = None
+        #: Ads and cookie banners left out of captures, when asked for; and how many so far.
+        self.blocker = Blocker() if settings.chromium_block else None
+        self.blocked = Blocked()
         #: Browsers launched so far, and captures made: tests, logs and metrics read them.
         self.launches = 0
         self.captures = 0
@@ -303,14 +310,33 @@ class ChromiumCapture:
             # outlive the capture: none are registered.
             service_workers="block",
             accept_downloads=False,
+            # With blocking, the hiding style sheet must apply whatever the page's CSP says.
+            bypass_csp=self.blocker is not None,
         )
         try:
             page = await ctx.new_page()
             cdp = await ctx.new_cdp_session(page)
+            tab = _Tab(ctx, page, cdp, viewport)
+            if self.blocker is not None:
+                await ctx.route("**/*", lambda route: self._filter(tab, route))
         except BaseException:
             self._spawn(ctx.close())
             raise
-        return _Tab(ctx, page, cdp, viewport)
+        return tab
+
+    async def _filter(self, tab: _Tab, route: Any) -> None:
+        """Leave out the requests the filter rules name (looks only: the proxy guards)."""
+        assert self.blocker is not None
+        request = route.request
+        kind = request.resource_type
+        if kind == "document" and request.frame.parent_frame is not None:
+            kind = "subdocument"
+        if self.blocker.blocks(request.url, tab.url or request.url, kind):
+            tab.blocked.requests += 1
+            self.blocked.requests += 1
+            await route.abort("blockedbyclient")
+        else:
+            await route.fallback()
 
     async def _fill_spare(self, b: _Browser, viewport: tuple[int, int]) -> None:
         if b.dead or b.retiring or b.spares or self._closed:
@@ -432,6 +458,7 @@ class ChromiumCapture:
         page.set_default_timeout(remaining_ms)
         if tab.viewport != (request.width, request.height):
             await page.set_viewport_size({"width": request.width, "height": request.height})
+        tab.url = request.url
         response = await page.goto(request.url, wait_until=s.chromium_wait)
         if response is not None and response.headers.get("x-ogshot-refused"):
             raise CaptureError(
@@ -444,6 +471,8 @@ class ChromiumCapture:
                 await page.wait_for_load_state("load", timeout=settle * 1000)
         if request.delay:
             await asyncio.sleep(min(request.delay / 1000, max(0.0, deadline - time.monotonic())))
+        if self.blocker is not None:
+            await self._hide(tab)
         meta = await _read_meta(cdp)
         if not screenshot:
             return None, meta
@@ -462,6 +491,21 @@ class ChromiumCapture:
         body = base64.b64decode(shot["data"])
         return Capture(body, f"image/{fmt}", meta), meta
 
+    async def _hide(self, tab: _Tab) -> None:
+        """Hide what the cosmetic rules name, before the screenshot."""
+        assert self.blocker is not None
+        try:
+            found = await _isolated(tab.cdp, COLLECT_SCRIPT)
+            classes = [str(c) for c in found.get("classes", [])] if isinstance(found, dict) else []
+            ids = [str(i) for i in found.get("ids", [])] if isinstance(found, dict) else []
+            selectors = self.blocker.selectors(tab.url, classes, ids)
+            if selectors:
+                await _isolated(tab.cdp, hide_script(json.dumps(hiding_css(selectors))))
+            tab.blocked.selectors = len(selectors)
+            self.blocked.selectors += len(selectors)
+        except Exception as exc:  # a page that will not be cleaned is still captured
+            log.info("cosmetic filtering of %s failed: %r", tab.url, exc)
+
     async def aclose(self) -> None:
         self._closed = True
         for task in list(self._background):
@@ -477,26 +521,28 @@ class ChromiumCapture:
         await self.proxy.aclose()
 
 
+async def _isolated(cdp: Any, expression: str) -> Any:
+    """Evaluate in an isolated world of the main frame: the page's scripts share its DOM but
+    cannot shadow or replace anything the expression calls."""
+    tree = await cdp.send("Page.getFrameTree")
+    world = await cdp.send(
+        "Page.createIsolatedWorld",
+        {"frameId": tree["frameTree"]["frame"]["id"], "worldName": "ogshot"},
+    )
+    result = await cdp.send(
+        "Runtime.evaluate",
+        {"expression": expression, "contextId": world["executionContextId"], "returnByValue": True},
+    )
+    return result.get("result", {}).get("value")
+
+
 async def _read_meta(cdp: Any) -> PageMeta:
-    """The page's metadata, read in an isolated world: page scripts cannot shadow what it calls."""
+    """The page's title, description and site name, as the page states them."""
     try:
-        tree = await cdp.send("Page.getFrameTree")
-        world = await cdp.send(
-            "Page.createIsolatedWorld",
-            {"frameId": tree["frameTree"]["frame"]["id"], "worldName": "ogshot-meta"},
-        )
-        result = await cdp.send(
-            "Runtime.evaluate",
-            {
-                "expression": META_SCRIPT,
-                "contextId": world["executionContextId"],
-                "returnByValue": True,
-            },
-        )
+        value = await _isolated(cdp, META_SCRIPT)
     except Exception as exc:
         log.info("page metadata not read: %r", exc)
         return PageMeta()
-    value = result.get("result", {}).get("value")
     return PageMeta.from_fields(value) if isinstance(value, dict) else PageMeta()
 
 
