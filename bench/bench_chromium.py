@@ -241,7 +241,7 @@ def table(fig: dict[str, Any]) -> str:
         "",
         f"Blocking (cluttered page): {b['off']:.0f} ms off, {b['on']:.0f} ms on; per capture "
         f"{b['requests_left_out']:.0f} request(s) left out, {b['selectors_hidden']:.0f} "
-        "element rule(s) applied.",
+        "hiding selectors.",
     ]
     rss = fig["rss_mb"]
     lines += [

@@ -457,6 +457,9 @@ def test_blocking_hides_cookie_banners_and_ads_and_skips_ad_requests(
     assert "/pagead/js/adsbygoogle.js" not in site.hits
     assert share_of(clean, RED) == 0 and share_of(clean, GREEN) == 0
     assert share_of(clean, PAGE_BLUE) > 0.9
+    assert blocking.blocked.requests >= 1 and blocking.blocked.selectors >= 2
+    # Cleaned captures are other images: they never share a cache key with plain ones.
+    assert blocking.name != provider.name
 
 
 def test_blocking_is_off_by_default() -> None:

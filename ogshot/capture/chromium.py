@@ -206,6 +206,8 @@ class ChromiumCapture:
         self._closed = False
         #: Ads and cookie banners left out of captures, when asked for; and how many so far.
         self.blocker = Blocker() if settings.chromium_block else None
+        if self.blocker is not None:
+            self.name = "chromium+block"  # cleaned captures are other images: other cache keys
         self.blocked = Blocked()
         #: Browsers launched so far, and captures made: tests, logs and metrics read them.
         self.launches = 0
@@ -253,6 +255,10 @@ class ChromiumCapture:
                     timeout=30_000,
                 )
             except Exception as exc:
+                # The driver itself may be what failed: the next capture starts it afresh.
+                driver, self._playwright = self._playwright, None
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(driver.stop(), _CLOSE_TIMEOUT)
                 raise CaptureError(
                     "browser_failed", f"the local browser did not start ({type(exc).__name__})"
                 ) from None
