@@ -179,6 +179,8 @@ class EgressProxy:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Aborted transports close their sockets on the loop's next turn: let it come.
+        await asyncio.sleep(0)
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()

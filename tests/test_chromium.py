@@ -44,6 +44,8 @@ class LoopThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def close(self) -> None:
+        # A last turn or two for transports closed at the end, before the loop stops for good.
+        self.run(asyncio.sleep(0.1))
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
         self.loop.close()

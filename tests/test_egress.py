@@ -87,6 +87,7 @@ def test_guard_refuses_before_connecting(target: str, site: Site, canary: Canary
             await writer.drain()
             answer = await asyncio.wait_for(reader.read(), 5)
             writer.close()
+            await writer.wait_closed()
             assert proxy.stats.allowed == 0
             return answer
         finally:
@@ -169,10 +170,12 @@ def test_oversized_and_slow_request_heads_are_refused() -> None:
             await w.drain()
             big = await asyncio.wait_for(r.read(), 5)
             w.close()
+            await w.wait_closed()
             r, w = await asyncio.open_connection("127.0.0.1", proxy.port)
             w.write(b"GET http://exam")
             slow = await asyncio.wait_for(r.read(), 5)
             w.close()
+            await w.wait_closed()
             return big, slow
         finally:
             await proxy.aclose()
@@ -194,6 +197,7 @@ def test_connect_tunnel_to_the_allowed_origin_relays_both_ways(site: Site) -> No
             await w.drain()
             body = await asyncio.wait_for(r.read(), 5)
             w.close()
+            await w.wait_closed()
             return body
         finally:
             await proxy.aclose()
