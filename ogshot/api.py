@@ -20,7 +20,8 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import __version__, ghost, ops, prerender, screenshots
+from . import __version__, ghost, ops, prerender, robots, screenshots
+from . import card as card_limits
 from .access import warn_if_open
 from .card import parse_card
 from .clients import ClientRule, TrustedProxies, parse_networks
@@ -34,8 +35,9 @@ from .signing import Signer
 
 log = logging.getLogger("ogshot")
 
-#: Longest query string accepted: the longest valid card fits with room to spare.
-MAX_QUERY_BYTES = 8192
+#: Longest query string accepted: every card within the documented limits fits, however it is
+#: escaped (derived from the limits in card.py).
+MAX_QUERY_BYTES = card_limits.MAX_QUERY_BYTES
 
 _ERROR_CODES = {
     400: "bad_request",
@@ -114,6 +116,7 @@ def create_app(settings: Settings | None = None, *, service: CardService | None 
     if settings.metrics_port is None:
         app.include_router(ops.metrics_router)  # else on its own port, served by `ogshot serve`
     app.add_middleware(ops.RouteNote)
+    app.include_router(robots.router)
     app.add_middleware(CardFastPath)
     app.add_middleware(QueryLimit)
     # Every route, present and future, gets the body cap, HEAD and the target forms.

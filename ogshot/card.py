@@ -16,19 +16,48 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from .errors import InvalidParameter
-from .weburl import display_host, parse_page_url
+from .weburl import MAX_URL, display_host, parse_page_url
 
 MAX_TITLE = 300
 MAX_SUBTITLE = 500
 MAX_SITE = 100
 MAX_V = 64
+MAX_TEMPLATE = 64
+
+
+def _max_query_bytes() -> int:
+    """The longest query string a card within every documented limit can take.
+
+    Each field at its limit, every code point a four-byte UTF-8 sequence written as four ``%XX``
+    escapes (12 bytes), the names and separators, a signature (``exp`` of 12 digits, a ``sig`` of
+    a 32-character kid and a 43-character MAC, each byte escaped), and 1 KiB for the tracking
+    parameters link shorteners append; rounded up to a whole KiB.
+    """
+    chars = {
+        "title": MAX_TITLE,
+        "subtitle": MAX_SUBTITLE,
+        "site": MAX_SITE,
+        "url": MAX_URL,
+        "template": MAX_TEMPLATE,
+        "theme": len("light"),
+        "accent": len("#rrggbb"),
+        "format": len("jpeg"),
+        "v": MAX_V,
+    }
+    total = sum(len(name) + 2 + 12 * n for name, n in chars.items())
+    total += len("exp=&") + 3 * 12 + len("sig=&") + 3 * (32 + 1 + 43) + 1024
+    return -(-total // 1024) * 1024
+
+
+#: Longest query string accepted (414 beyond): see :func:`_max_query_bytes`.
+MAX_QUERY_BYTES = _max_query_bytes()
 
 Theme = Literal["auto", "light", "dark"]
 ImageFormat = Literal["png", "jpeg", "webp"]
 
 MEDIA_TYPES: dict[str, str] = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 
-_TEMPLATE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_TEMPLATE_NAME = re.compile(rf"^[a-z0-9][a-z0-9_-]{{0,{MAX_TEMPLATE - 1}}}$")
 _ACCENT = re.compile(r"^#[0-9a-fA-F]{6}$")
 _SPACE = re.compile(r"\s+")
 

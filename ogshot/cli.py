@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import __version__
-from .card import CARD_FIELDS, Card, parse_card
+from .card import CARD_FIELDS, MAX_QUERY_BYTES, Card, parse_card
 from .errors import InvalidParameter, OgshotError
 from .settings import Settings, load_settings, unknown_variables
 
@@ -49,6 +49,10 @@ def _whole_number(low: int, high: int) -> Callable[[str], int]:
 def _card_options(parser: argparse.ArgumentParser) -> None:
     for name in CARD_FIELDS:
         parser.add_argument(f"--{name}", default=None, help=f"card parameter '{name}'")
+
+
+#: Room for the request line's other parts and the headers, beside the query string.
+HEADERS_ROOM = 16 * 1024
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -107,6 +111,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             proxy_headers=False,
             timeout_graceful_shutdown=settings.shutdown_timeout,
             http=protocol,  # type: ignore[arg-type]
+            # A request head must hold the longest valid card's query (414 beyond it, from the
+            # app) plus ordinary headers; h11's own default (16 KiB) would cut it short (400).
+            h11_max_incomplete_event_size=MAX_QUERY_BYTES + HEADERS_ROOM,
         )
     finally:
         if own_dir is not None:

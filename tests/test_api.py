@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from ogshot.api import MAX_QUERY_BYTES
 from ogshot.service import CardService
 
 from .conftest import decode
@@ -117,7 +118,7 @@ def test_repeat_is_served_from_cache_without_rendering(
         ("?title=t&url=file:///etc/passwd", 422, "invalid_parameter"),
         ("?title=t&template=missing", 404, "unknown_template"),
         ("?title=t&template=..%2F..%2Fetc", 422, "invalid_parameter"),
-        ("?title=" + "x" * 9000, 414, "uri_too_long"),
+        ("?title=" + "x" * (MAX_QUERY_BYTES + 1), 414, "uri_too_long"),
     ],
 )
 def test_bad_input_gets_a_json_error_that_is_not_cached(
