@@ -4,6 +4,7 @@ alone."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from pathlib import Path
@@ -13,10 +14,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ogshot import service as service_module
+from ogshot.build import Job, build
+from ogshot.capture import make_provider
 from ogshot.cli import main
+from ogshot.fonts import FontSet
 from ogshot.frontmatter import FrontMatterError, card_params, parse_block, split_front_matter
+from ogshot.layouts import LayoutRegistry
+from ogshot.service import CardService
+from ogshot.settings import Settings
 
 from .conftest import decode
+from .fake_upstream import FakeUpstream
 
 PAGES = {
     "index.md": '---\ntitle: "Home: \\"quotes\\" & <tags>"\ndescription: The home page\n---\n# x\n',
@@ -250,3 +258,35 @@ def test_any_page_text_reads_or_fails_with_a_reason(body: str, fence: str) -> No
         assert exc.detail and "\n" not in exc.detail.strip()
         return
     assert all(isinstance(v, str) for v in params.values())
+
+
+def test_captured_cards_and_a_failed_capture(
+    tmp_path: Path, capture_settings: Settings, layouts: LayoutRegistry, fonts: FontSet,
+    fake_upstream: FakeUpstream,
+) -> None:
+    """Records with a ``url`` are captured through the service like /og.png. A card whose capture
+    fails is still written (the page gets an image) but counts as failed and is not recorded, so
+    the next run tries it again; a captured card is not captured twice."""
+    jobs = [
+        Job("a", "ok", {"title": "Captured", "url": "https://example.com/ok"}),
+        Job("b", "bad", {"title": "Not captured", "url": "https://example.com/garbage"}),
+    ]
+
+    async def run_once() -> list[str]:
+        capture = make_provider(capture_settings)
+        service = CardService(capture_settings, layouts=layouts, fonts=fonts, capture=capture)
+        try:
+            summary = await build(service, jobs, tmp_path)
+        finally:
+            await service.aclose()
+        return [o.status for o in summary.outcomes]
+
+    assert asyncio.run(run_once()) == ["made", "failed"]
+    assert decode((tmp_path / "ok.png").read_bytes()).size == (1200, 630)
+    assert decode((tmp_path / "bad.png").read_bytes()).size == (1200, 630)
+    manifest = json.loads((tmp_path / ".ogshot-manifest.json").read_text())
+    assert set(manifest["cards"]) == {"ok.png"}
+    calls = dict(fake_upstream.calls)
+    assert asyncio.run(run_once()) == ["skipped", "failed"]
+    assert fake_upstream.calls["ok"] == calls["ok"]  # not captured again
+    assert fake_upstream.calls["garbage"] > calls["garbage"]  # tried again
