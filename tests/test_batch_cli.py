@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -290,3 +292,21 @@ def test_captured_cards_and_a_failed_capture(
     assert asyncio.run(run_once()) == ["skipped", "failed"]
     assert fake_upstream.calls["ok"] == calls["ok"]  # not captured again
     assert fake_upstream.calls["garbage"] > calls["garbage"]  # tried again
+
+
+def test_the_real_command_reports_a_broken_page_on_one_line(tmp_path: Path) -> None:
+    """Through the installed ``ogshot`` script, as CI runs it: exit 1, one line per failure and
+    the summary, no traceback."""
+    site = write_site(tmp_path / "site", {"ok.md": "# Fine\n", "bad.md": "---\ntitle: [\n---\n"})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OGSHOT_")}
+    exe = Path(sys.executable).with_name("ogshot")
+    proc = subprocess.run(
+        [str(exe), "batch", str(site), "--out", str(tmp_path / "out")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert "Traceback" not in proc.stderr
+    assert lines[0].startswith("ogshot: bad.md: YAML front matter")
+    assert lines[-1] == "ogshot: 1 made, 0 skipped, 1 failed"
+    assert (tmp_path / "out/ok.png").is_file()
