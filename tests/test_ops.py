@@ -71,6 +71,7 @@ def test_metrics_count_real_requests(client: TestClient) -> None:
     assert client.get("/og.png", params=params).headers["x-ogshot-cache"] == "miss"
     assert client.get("/og.png", params=params).headers["x-ogshot-cache"] == "hit"
     assert client.get("/no-such-thing").status_code == 404
+    assert client.head("/healthz").status_code == 200  # HEAD is served by the GET route
     after = client.get("/metrics").text
     was = before.text
 
@@ -80,6 +81,7 @@ def test_metrics_count_real_requests(client: TestClient) -> None:
     assert delta("ogshot_requests_total", route="/og.png", status="200") == 2
     assert delta("ogshot_requests_total", route="unmatched", status="404") == 1
     assert delta("ogshot_requests_total", route="/metrics", status="200") == 1
+    assert delta("ogshot_requests_total", route="/healthz", status="200") == 1
     assert delta("ogshot_cards_total", source="miss") == 1
     assert delta("ogshot_cards_total", source="hit") == 1
     assert delta("ogshot_request_duration_seconds_count", route="/og.png") == 2
@@ -181,3 +183,46 @@ def test_json_lines_carry_the_request_fields() -> None:
     assert line["message"] == "GET /og.png"
     assert line["request_id"] == "r1" and line["card_key"] == "card:abc"
     assert line["level"] == "info" and line["logger"] == "ogshot.access"
+
+
+class _BrokenProvider:
+    """A capture provider whose readiness check fails, as a browser that cannot start does."""
+
+    name = "chromium"
+    enabled = True
+
+    async def ready(self) -> None:
+        raise RuntimeError("the browser did not start")
+
+    async def aclose(self) -> None:
+        return None
+
+
+def test_readyz_is_503_when_the_capture_provider_is_unusable(
+    settings: Settings, layouts: object, fonts: object
+) -> None:
+    from ogshot.service import CardService
+
+    svc = CardService(settings, layouts=layouts, fonts=fonts, capture=_BrokenProvider())  # type: ignore[arg-type]
+    with TestClient(create_app(settings, service=svc)) as c:
+        r = c.get("/readyz")
+    assert r.status_code == 503 and r.headers["cache-control"] == "no-store"
+    assert r.json()["checks"]["capture"] == "unusable"
+    assert "chromium" in r.json()["detail"]
+
+
+def test_chromium_provider_is_ready_until_it_is_shut_down(settings: Settings) -> None:
+    import asyncio
+
+    from ogshot.capture.chromium import ChromiumCapture
+
+    provider = ChromiumCapture(settings.model_copy(update={"capture": "chromium"}))
+
+    async def run() -> None:
+        await provider.ready()  # no browser yet: it starts on the first capture
+        assert provider.launches == 0
+        await provider.aclose()
+        with pytest.raises(Exception, match="shutting down"):
+            await provider.ready()
+
+    asyncio.run(run())

@@ -232,6 +232,16 @@ class ChromiumCapture:
         """Start the proxy, the driver and a browser now rather than on the first capture."""
         await self._browser()
 
+    async def ready(self) -> None:
+        """Raise unless captures can run (``/readyz``): not shut down, and a browser that died is
+        launched again now rather than on the next capture. Before the first capture no browser
+        runs yet, and that is ready: it starts on demand."""
+        if self._closed:
+            raise CaptureError("capture_off", "captures are shutting down", status=503)
+        current = self._current
+        if current is not None and (current.dead or not current.browser.is_connected()):
+            await self._browser()
+
     async def _browser(self) -> _Browser:
         current = self._current
         if current is not None and not current.dead and not current.retiring:
