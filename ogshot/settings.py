@@ -198,17 +198,25 @@ def load_settings() -> Settings:
         raise ConfigError(f"{name}: {message}{given}") from None
 
 
-def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
-    """One warning per ``OGSHOT_*`` variable that is no setting, with the closest setting's name:
-    a mistyped name is otherwise silently ignored and its default used."""
+def unknown_variables(
+    environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")
+) -> list[str]:
+    """One warning per ``OGSHOT_*`` variable (in the environment or the ``.env`` file) that is no
+    setting, with the closest setting's name: a mistyped name is otherwise silently ignored and
+    its default used."""
     environ = os.environ if environ is None else environ
+    sources = [(name, "") for name in environ]
+    if env_file is not None and env_file.is_file():
+        from dotenv import dotenv_values
+
+        sources += [(name, f" (in {env_file})") for name in dotenv_values(env_file)]
     known = {env_name(field) for field in Settings.model_fields}
     warnings = []
-    for name in sorted(environ):
+    for name, where in sorted(sources):
         upper = name.upper()
         if not upper.startswith(ENV_PREFIX) or upper in known or upper in NOT_SETTINGS:
             continue
         close = difflib.get_close_matches(upper, known, n=1, cutoff=0.75)
         hint = f" (did you mean {close[0]}?)" if close else ""
-        warnings.append(f"{name} is not an ogshot setting and is ignored{hint}")
+        warnings.append(f"{name}{where} is not an ogshot setting and is ignored{hint}")
     return warnings

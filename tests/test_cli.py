@@ -117,6 +117,13 @@ def test_mistyped_variable_is_warned_about_with_the_closest_name(tmp_path: Path)
     assert "OGSHOT_ZZZ is not an ogshot setting" in done.stderr
     clean = run_cli(tmp_path, "templates", env={"OGSHOT_CACHE_TTL": "60"})
     assert clean.stderr == ""
+    (tmp_path / ".env").write_text("OGSHOT_FALLBACK_TL=5\nOGSHOT_CACHE_TTL=60\n")
+    done = run_cli(tmp_path, "templates")
+    assert done.returncode == 0
+    assert done.stderr.strip() == (
+        "ogshot: warning: OGSHOT_FALLBACK_TL (in .env) is not an ogshot setting and is ignored "
+        "(did you mean OGSHOT_FALLBACK_TTL?)"
+    )
 
 
 def test_chromium_capture_without_a_browser_is_refused_in_one_line(tmp_path: Path) -> None:
