@@ -257,13 +257,39 @@ def _contact_sheet(args: argparse.Namespace, settings: Settings) -> int:
     from .fonts import FontSet
     from .service import load_layouts
 
-    sheet = contact_sheet(load_layouts(settings), FontSet.default(), thumb_width=args.width)
+    fonts = FontSet.from_settings(settings)
+    sheet = contact_sheet(load_layouts(settings), fonts, thumb_width=args.width)
     out = Path(args.out)
     if out.suffix.lower() in (".jpg", ".jpeg"):
         sheet.save(out, quality=82, optimize=True, progressive=True)
     else:
         sheet.save(out, optimize=True)
     print(f"{out}: {sheet.width}x{sheet.height}")
+    return 0
+
+
+def _fonts(args: argparse.Namespace, settings: Settings) -> int:
+    from .fonts import FontSet
+
+    fonts = FontSet.from_settings(settings)
+    print("search path:")
+    for folder in fonts.dirs:
+        print(f"  {folder}{'' if folder.is_dir() else '  (missing)'}")
+    print("families:")
+    for face in fonts.faces:
+        print(f"  {face.name:<20} {face.files['regular']}")
+    print("coverage by script (characters with a glyph / characters assigned):")
+    unset = []
+    for script, covered, total, families in fonts.coverage_by_script():
+        if not covered:
+            unset.append(script)
+            continue
+        if covered < total or args.all:
+            share = f"{covered}/{total}"
+        else:
+            share = f"{total}"
+        print(f"  {script:<24} {share:>13} {100 * covered / total:5.1f}%  {', '.join(families)}")
+    print(f"no font for {len(unset)} scripts: {', '.join(unset)}")
     return 0
 
 
@@ -333,6 +359,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--width", type=_whole_number(16, 1200), default=400, help="width of each card, in pixels"
     )
     sheet.set_defaults(func=_contact_sheet)
+
+    fonts = sub.add_parser("fonts", help="show the font search path and coverage by script")
+    fonts.add_argument("--all", action="store_true", help="show counts for complete scripts too")
+    fonts.set_defaults(func=_fonts)
     return parser
 
 

@@ -1,11 +1,20 @@
 """The font set: a chain of fonts chosen per character by glyph coverage, loaded once.
 
-The chain starts with the vendored Inter (Latin, Greek, Cyrillic), which ships inside the package so
-that a bare install always renders Latin titles the same way. Every other script comes from Noto
-families found on the system (Debian's ``fonts-noto-core``, ``fonts-noto-cjk`` and
-``fonts-noto-color-emoji``) under :data:`SEARCH_DIRS`; a missing family is simply left out and its
-characters fall to the next font in the chain that has them. Each grapheme cluster is set in the
-first font whose character map (read with fontTools) covers the whole cluster.
+The chain starts with the vendored Inter (Latin, Greek, Cyrillic). The other scripts come from
+Noto families (:data:`FALLBACK_FAMILIES`), each looked up by file name along the search path:
+
+1. the folders of ``OGSHOT_FONT_DIRS``, in the order given (to add or override a family);
+2. the Noto subsets that ship inside the package (:data:`BUNDLED_DIR`): Arabic, Hebrew, the Indic
+   scripts, Thai, Lao, Khmer, Myanmar, Georgian, Armenian, Ethiopic, CJK and colour emoji, so that
+   ``pip install`` alone sets every script of the samples on a machine with no fonts at all;
+3. the system's font folders (:data:`SEARCH_DIRS`), unless ``OGSHOT_SYSTEM_FONTS`` is off: they
+   bring the families the package does not ship (symbols, math, DejaVu Sans).
+
+The first folder holding a file name wins, so a family comes from one place. A family found
+nowhere is left out and its characters fall to the next font in the chain that has them. Each
+grapheme cluster is set in the first font whose character map (read with fontTools) covers the
+whole cluster; a title with characters no font has is logged with their scripts, never drawn as
+silent boxes.
 
 Fonts are data that change the pixels, so the set has a ``version``: a digest of which fonts are in
 use and their revisions. It goes into every cache key and ETag.
@@ -14,26 +23,54 @@ use and their revisions. It goes into every cache key and ETag.
 from __future__ import annotations
 
 import hashlib
+import logging
+import sys
 import threading
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import uharfbuzz as hb
+from fontTools import unicodedata as ucd
 from fontTools.ttLib import TTFont
 from PIL import ImageFont, features
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 Weight = Literal["regular", "medium", "bold"]
 WEIGHTS: tuple[Weight, ...] = ("regular", "medium", "bold")
 
 FONT_DIR = Path(__file__).resolve().parent / "fonts"
+#: The Noto subsets that ship with the package (built by scripts/build_fonts.py).
+BUNDLED_DIR = FONT_DIR / "noto"
 
-#: Standard system font folders searched for the fallback families, in order.
-SEARCH_DIRS: tuple[Path, ...] = (
-    Path("/usr/share/fonts"),
-    Path("/usr/local/share/fonts"),
-)
+log = logging.getLogger("ogshot.fonts")
+
+
+def _system_dirs() -> tuple[Path, ...]:
+    home = Path.home()
+    if sys.platform == "darwin":
+        return (Path("/System/Library/Fonts"), Path("/Library/Fonts"), home / "Library/Fonts")
+    if sys.platform == "win32":
+        return (Path("C:/Windows/Fonts"),)
+    return (
+        Path("/usr/share/fonts"),
+        Path("/usr/local/share/fonts"),
+        home / ".local/share/fonts",
+        home / ".fonts",
+    )
+
+
+#: The system's font folders, searched after the bundled fonts, in this order.
+SEARCH_DIRS: tuple[Path, ...] = _system_dirs()
+
+
+def search_path(extra: Sequence[Path] = (), *, system: bool = True) -> tuple[Path, ...]:
+    """Where fonts are looked for, in order: ``extra`` folders, the package's, the system's."""
+    return (*extra, BUNDLED_DIR, *(SEARCH_DIRS if system else ()))
 
 _INTER: dict[Weight, str] = {
     "regular": "inter/Inter-Regular.otf",
@@ -200,6 +237,9 @@ class FontSet:
         self._lock = threading.Lock()
         self._shapers: dict[tuple[Path, int], tuple[hb.Font, int]] = {}
         self._advances: dict[tuple[str, Weight, str, bool, str], float] = {}
+        #: The search path the set was read from (empty when built from faces directly).
+        self.dirs: tuple[Path, ...] = ()
+        self._warned: set[str] = set()
         digest = hashlib.sha256()
         for face in self.faces:
             digest.update(face.fingerprint.encode())
@@ -210,9 +250,16 @@ class FontSet:
 
     @classmethod
     def default(cls, search_dirs: Sequence[Path] | None = None) -> FontSet:
-        """Inter from the package, then every fallback family found under ``search_dirs``."""
-        dirs = SEARCH_DIRS if search_dirs is None else tuple(search_dirs)
+        """Inter, then every fallback family found along ``search_dirs`` (default:
+        :func:`search_path`); one shared set per search path."""
+        dirs = search_path() if search_dirs is None else tuple(search_dirs)
         return _default(dirs)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FontSet:
+        """The shared set for the search path that ``settings`` describe."""
+        extra = [Path(p).expanduser() for p in settings.font_dir_list]
+        return _default(search_path(extra, system=settings.system_fonts))
 
     @classmethod
     def from_dirs(cls, dirs: Sequence[Path]) -> FontSet:
@@ -231,7 +278,9 @@ class FontSet:
             files = _find(stem, index)
             if files:
                 faces.append(_read_face(stem, files))
-        return cls(faces, primary=primary)
+        found = cls(faces, primary=primary)
+        found.dirs = tuple(dirs)
+        return found
 
     @property
     def names(self) -> list[str]:
@@ -342,6 +391,66 @@ class FontSet:
     def has_glyph(self, ch: str) -> bool:
         """Whether any font of the set has ``ch``."""
         return any(ord(ch) in face.coverage for face in self.faces)
+
+    def missing(self, text: str) -> dict[str, str]:
+        """Characters of ``text`` that no font of the set has, by script name."""
+        found: dict[str, str] = {}
+        for ch in dict.fromkeys(text):
+            if ch.isspace() or _ignorable(ch) or not ch.isprintable() or self.has_glyph(ch):
+                continue
+            script = script_name(ch)
+            found[script] = found.get(script, "") + ch
+        return found
+
+    def warn_missing(self, text: str) -> dict[str, str]:
+        """Log the characters of ``text`` that no font has (once per set of characters)."""
+        found = self.missing(text)
+        if found:
+            key = "|".join(f"{k}:{v}" for k, v in sorted(found.items()))
+            if key not in self._warned and len(self._warned) < 1000:
+                self._warned.add(key)
+                described = "; ".join(
+                    f"{script}: {' '.join(chars[:20])}" for script, chars in sorted(found.items())
+                )
+                log.warning("no font has these characters, drawn as boxes (%s)", described)
+        return found
+
+    def coverage_by_script(self) -> list[tuple[str, int, int, list[str]]]:
+        """For each script: characters covered, characters assigned, and the families used."""
+        return _coverage_by_script(self)
+
+
+def script_name(ch: str) -> str:
+    """The Unicode script of ``ch`` by its English name ("Arabic", "Han", "Common"…)."""
+    return str(ucd.script_name(ucd.script(ch)))
+
+
+def _coverage_by_script(fonts: FontSet) -> list[tuple[str, int, int, list[str]]]:
+    totals: dict[str, int] = {}
+    covered: dict[str, int] = {}
+    families: dict[str, dict[str, None]] = {}
+    union: dict[int, str] = {}
+    for face in reversed(fonts.faces):
+        for cp in face.coverage:
+            union[cp] = face.name  # the first face of the chain wins
+    for cp in range(0x20, 0x31400):
+        if 0xD800 <= cp <= 0xF8FF or 0xE0000 <= cp:
+            continue
+        ch = chr(cp)
+        if unicodedata.category(ch) in ("Cn", "Co", "Cs", "Cc"):
+            continue
+        script = script_name(ch)
+        if script in ("Common", "Inherited", "Unknown"):
+            continue
+        totals[script] = totals.get(script, 0) + 1
+        family = union.get(cp)
+        if family is not None:
+            covered[script] = covered.get(script, 0) + 1
+            families.setdefault(script, {})[family] = None
+    return sorted(
+        ((s, covered.get(s, 0), n, list(families.get(s, {}))) for s, n in totals.items()),
+        key=lambda row: (-row[1] / row[2], row[0]),
+    )
 
 
 _DEFAULTS: dict[tuple[Path, ...], FontSet] = {}

@@ -100,7 +100,7 @@ class CardService:
     ) -> None:
         self.settings = settings
         self.layouts = layouts or load_layouts(settings)
-        self.fonts = fonts or FontSet.default()
+        self.fonts = fonts or FontSet.from_settings(settings)
         if not self.fonts.shapes:
             log.warning(
                 "Pillow has no RAQM text layout (is libfribidi installed?): titles are drawn "
@@ -430,7 +430,7 @@ def _process_renderer(settings: Settings, fonts: FontSet) -> ProcessRenderer | N
     cores the threads served more cold cards per second, in less memory (README, Performance)."""
     if settings.render_processes == 0 or not ProcessRenderer.usable(fonts):
         return None
-    return ProcessRenderer(settings.render_processes)
+    return ProcessRenderer(settings.render_processes, fonts.dirs)
 
 
 def load_layouts(settings: Settings) -> LayoutRegistry:

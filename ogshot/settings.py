@@ -123,6 +123,12 @@ class Settings(BaseSettings):
     render_concurrency: int = Field(default=0, ge=0, le=1024)
     render_queue: int = Field(default=64, ge=0, le=100_000)
 
+    # Fonts
+    #: Extra font folders searched before the bundled and system fonts (os.pathsep-separated).
+    font_dirs: str = ""
+    #: Whether the system's font folders join the search path (off: bundled fonts only).
+    system_fonts: bool = True
+
     # Rendering
     render_threads: int = Field(default=0, ge=0, le=64)
     #: Worker processes that render cards; 0 renders in the threads (see ogshot/workers.py).
@@ -142,6 +148,11 @@ class Settings(BaseSettings):
     @classmethod
     def _expand_path(cls, value: str) -> str:
         return str(Path(value).expanduser()) if value else ""
+
+    @property
+    def font_dir_list(self) -> list[str]:
+        """The folders of ``font_dirs``, in order."""
+        return [part for part in self.font_dirs.split(os.pathsep) if part.strip()]
 
     @property
     def cache_memory_bytes(self) -> int:

@@ -75,4 +75,5 @@ def preflight(settings: Settings) -> list[str]:
     load_layouts(settings)  # a bad layout file: LayoutError naming the file and field
     provider = make_provider(settings)  # a capture mode not available here: CaptureUnavailable
     asyncio.run(provider.aclose())
-    return [capture_line(settings, provider), cache_line(settings), font_line(FontSet.default())]
+    fonts = FontSet.from_settings(settings)
+    return [capture_line(settings, provider), cache_line(settings), font_line(fonts)]

@@ -31,12 +31,13 @@ import platform
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 
 from PIL import Image
 
 from .card import Card
 from .encode import encode
-from .fonts import FontSet
+from .fonts import FontSet, search_path
 from .layouts import Layout
 from .render import render_card
 
@@ -91,10 +92,10 @@ def release_memory() -> bool:
     return True
 
 
-def _start_worker() -> None:
+def _start_worker(dirs: tuple[Path, ...]) -> None:
     global _worker_fonts
     tune_allocator()
-    _worker_fonts = FontSet.default()
+    _worker_fonts = FontSet.default(dirs)
 
 
 def _render_here(card: Card, layout: Layout, capture: Image.Image | None) -> bytes:
@@ -107,32 +108,36 @@ class ProcessRenderer:
     """Renders and encodes cards in ``processes`` worker processes shared by the interpreter."""
 
     _lock = threading.Lock()
-    _pools: dict[int, ProcessPoolExecutor] = {}
+    _pools: dict[tuple[int, tuple[Path, ...]], ProcessPoolExecutor] = {}
 
-    def __init__(self, processes: int) -> None:
+    def __init__(self, processes: int, dirs: tuple[Path, ...] | None = None) -> None:
         self.processes = processes
+        #: The font search path the workers read their fonts from.
+        self.dirs = search_path() if dirs is None else dirs
+        self._key = (processes, self.dirs)
 
     @staticmethod
     def usable(fonts: FontSet) -> bool:
-        """Whether workers, which load the default fonts, would draw exactly with ``fonts``."""
-        return fonts.version == FontSet.default().version
+        """Whether workers, which load the fonts of ``fonts.dirs``, would draw exactly with it."""
+        return bool(fonts.dirs) and fonts.version == FontSet.default(fonts.dirs).version
 
     def _pool(self) -> ProcessPoolExecutor:
         with self._lock:
-            pool = self._pools.get(self.processes)
+            pool = self._pools.get(self._key)
             if pool is None:
                 pool = ProcessPoolExecutor(
                     self.processes,
                     mp_context=multiprocessing.get_context("spawn"),
                     initializer=_start_worker,
+                    initargs=(self.dirs,),
                 )
-                self._pools[self.processes] = pool
+                self._pools[self._key] = pool
             return pool
 
     def _forget(self, pool: ProcessPoolExecutor) -> None:
         with self._lock:
-            if self._pools.get(self.processes) is pool:
-                del self._pools[self.processes]
+            if self._pools.get(self._key) is pool:
+                del self._pools[self._key]
         pool.shutdown(wait=False, cancel_futures=True)
 
     def render(

@@ -68,11 +68,22 @@ def test_zero_processes_renders_in_threads(layouts: LayoutRegistry, fonts: FontS
     assert service._processes is None
 
 
-def test_other_fonts_keep_rendering_in_threads(tmp_path: Path, layouts: LayoutRegistry) -> None:
-    # Workers load the default fonts: a service with any other set must not hand them its cards.
+def test_workers_read_the_fonts_of_the_services_search_path(
+    tmp_path: Path, layouts: LayoutRegistry
+) -> None:
     other = FontSet.from_dirs([tmp_path])  # Inter alone, no fallback families
-    assert not ProcessRenderer.usable(other)
+    assert ProcessRenderer.usable(other)
     service = CardService(_settings(render_processes=2), layouts=layouts, fonts=other)
+    assert service._processes is not None and service._processes.dirs == (tmp_path,)
+
+
+def test_a_font_set_not_read_from_folders_keeps_rendering_in_threads(
+    layouts: LayoutRegistry, fonts: FontSet
+) -> None:
+    # Workers can only load fonts from folders: a set put together by hand stays here.
+    custom = FontSet(fonts.faces[1:], primary=fonts.primary)
+    assert not ProcessRenderer.usable(custom)
+    service = CardService(_settings(render_processes=2), layouts=layouts, fonts=custom)
     assert service._processes is None
 
 

@@ -47,6 +47,7 @@ class Setter:
         self.region = cjk_region(text)
         self.base_rtl = bool(get_base_level(text)) if text else False
         self.parts = clusters(text)
+        fonts.warn_missing(text)
         self.picks = self._pick_all(self.parts)
         self._widths: dict[tuple[int, int, int], float] = {}
         self._plain: dict[tuple[str, int], float] = {}

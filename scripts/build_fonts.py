@@ -1,0 +1,160 @@
+"""Build the fonts that ship inside the package (ogshot/fonts/noto) from Noto's releases.
+
+    python scripts/build_fonts.py SOURCE_DIR [OUT_DIR]
+
+SOURCE_DIR holds the Noto files (Debian's fonts-noto-core, fonts-noto-cjk and
+fonts-noto-color-emoji install them under /usr/share/fonts). Every file is licensed under the
+SIL Open Font License 1.1, which allows subsetting and redistribution with the licence; none of
+the Reserved Font Names is used by the result.
+
+What is kept, and why (the README's fonts section gives the sizes):
+- the script families (Arabic, Hebrew, Indic, Thai, Georgian, Ethiopic…): whole character sets,
+  hinting dropped (cards are drawn at 24 px and up, where hinting changes little and costs a third
+  of the file);
+- Noto Sans CJK: one collection with the Japanese, Korean and Simplified Chinese faces, each cut
+  to the same repertoire (kana, the JIS X 0208 and GB 2312 ideographs, KS X 1001's 2,350 hangul),
+  so the three faces share one set of outlines;
+- Noto Color Emoji: whole (its bitmaps are the file).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from fontTools import subset
+from fontTools.ttLib import TTCollection, TTFont
+
+SCRIPT_FAMILIES = (
+    "NotoSans",
+    "NotoSansArabic",
+    "NotoSansHebrew",
+    "NotoSansDevanagari",
+    "NotoSansBengali",
+    "NotoSansGurmukhi",
+    "NotoSansGujarati",
+    "NotoSansTamil",
+    "NotoSansTelugu",
+    "NotoSansKannada",
+    "NotoSansMalayalam",
+    "NotoSansSinhala",
+    "NotoSansThai",
+    "NotoSansLao",
+    "NotoSansKhmer",
+    "NotoSansMyanmar",
+    "NotoSansGeorgian",
+    "NotoSansArmenian",
+    "NotoSansEthiopic",
+    "NotoSansSymbols2",
+)
+WEIGHTS = ("Regular", "Bold")
+#: Regions of the CJK collection, in the order the font set expects (jp, kr, sc).
+CJK_FACES = ("Noto Sans CJK JP", "Noto Sans CJK KR", "Noto Sans CJK SC")
+
+
+def _options() -> subset.Options:
+    options = subset.Options()
+    options.layout_features = ["*"]
+    options.name_IDs = ["*"]
+    options.name_languages = ["*"]
+    options.notdef_outline = True
+    options.glyph_names = False
+    options.hinting = False
+    options.drop_tables += ["DSIG"]
+    return options
+
+
+def _find(source: Path, name: str) -> Path | None:
+    found = sorted(source.rglob(name))
+    return found[0] if found else None
+
+
+def _cjk_repertoire() -> set[int]:
+    """Kana, hangul, CJK punctuation and the ideographs of JIS X 0208 and GB 2312."""
+    # ASCII too: spaces and punctuation between CJK words stay in the CJK font, as with the
+    # whole font.
+    cps: set[int] = set(range(0x20, 0x7F)) | set(range(0x3000, 0x3100)) | set(range(0x31F0, 0x3200))
+    cps |= set(range(0xFF00, 0xFFF0)) | set(range(0x3130, 0x3190))
+    for cp in [*range(0x4E00, 0xA000), *range(0xAC00, 0xD7A4)]:
+        ch = chr(cp)
+        for codec in ("shift_jis", "gb2312", "euc_kr"):
+            try:
+                # Two bytes: in the standard's own table (euc_kr spells other hangul in eight).
+                if len(ch.encode(codec)) != 2:
+                    continue
+            except UnicodeEncodeError:
+                continue
+            # KS X 1001's hanja are left to the Japanese and Chinese sets: Korean titles are
+            # written in hangul.
+            if codec != "euc_kr" or cp >= 0xAC00:
+                cps.add(cp)
+            break
+    return cps
+
+
+def _script_fonts(source: Path, out: Path) -> None:
+    for family in SCRIPT_FAMILIES:
+        for weight in WEIGHTS:
+            path = _find(source, f"{family}-{weight}.ttf")
+            if path is None:
+                print(f"missing {family}-{weight}", file=sys.stderr)
+                continue
+            font = TTFont(str(path))
+            subsetter = subset.Subsetter(_options())
+            subsetter.populate(unicodes=font.getBestCmap().keys())
+            subsetter.subset(font)
+            font.save(str(out / path.name))
+
+
+def _cjk(source: Path, out: Path) -> None:
+    wanted = _cjk_repertoire()
+    for weight in WEIGHTS:
+        path = _find(source, f"NotoSansCJK-{weight}.ttc")
+        if path is None:
+            print(f"missing NotoSansCJK-{weight}", file=sys.stderr)
+            continue
+        collection = TTCollection(str(path))
+        faces = {f["name"].getDebugName(4).replace(f" {weight}", ""): f for f in collection.fonts}
+        # One glyph set for the three faces: the outlines any of them maps the repertoire to.
+        glyphs: set[str] = set()
+        for name in CJK_FACES:
+            cmap = faces[name].getBestCmap()
+            glyphs |= {cmap[cp] for cp in wanted if cp in cmap}
+        kept = []
+        for name in CJK_FACES:
+            font = TTFont(str(path), fontNumber=list(collection.fonts).index(faces[name]))
+            options = _options()
+            # Exactly these glyphs in every face (no per-face closure), so that they can share
+            # one outline table; lookups to glyphs left out are dropped.
+            options.layout_closure = False
+            subsetter = subset.Subsetter(options)
+            subsetter.populate(glyphs=sorted(glyphs), unicodes=wanted)
+            subsetter.subset(font)
+            kept.append(font)
+        # Same source, same glyph set: the outlines and metrics are one table, stored once.
+        for font in kept[1:]:
+            for tag in ("CFF ", "hmtx", "vmtx", "VORG"):
+                if tag in kept[0]:
+                    font[tag] = kept[0][tag]
+        result = TTCollection()
+        result.fonts = kept
+        result.save(str(out / path.name), shareTables=True)
+
+
+def _emoji(source: Path, out: Path) -> None:
+    path = _find(source, "NotoColorEmoji.ttf")
+    if path is not None:
+        (out / path.name).write_bytes(path.read_bytes())
+
+
+def main(argv: list[str]) -> None:
+    source = Path(argv[1])
+    out = Path(argv[2]) if len(argv) > 2 else Path(__file__).parent.parent / "ogshot/fonts/noto"
+    out.mkdir(parents=True, exist_ok=True)
+    _script_fonts(source, out)
+    _cjk(source, out)
+    _emoji(source, out)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
