@@ -151,6 +151,14 @@ class OgshotPlugin(BasePlugin[OgshotConfig]):  # type: ignore[no-untyped-call]
         log.info("ogshot: cards: %s", summary.line())
 
 
+    def on_build_error(self, *, error: Exception) -> None:
+        """A build that fails after on_config never reaches on_post_build: let go of the
+        service's threads here (mkdocs serve builds again and again in one process)."""
+        service, self._service = self._service, None
+        if service is not None:
+            asyncio.run(service.aclose())
+
+
 def _copy_if_changed(src: Path, dst: Path) -> None:
     try:
         if dst.stat().st_size == src.stat().st_size and dst.read_bytes() == src.read_bytes():
