@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ async def run_batch(args: argparse.Namespace, settings: Settings) -> int:
     if args.jobs:
         update["render_threads"] = args.jobs
     settings = settings.model_copy(update=update)
-    concurrency = args.jobs or settings.render_threads or 4
+    concurrency = args.jobs or settings.render_threads or min(4, os.cpu_count() or 1)
     service = CardService.from_settings(settings)
     try:
         summary = await _run(service, jobs, out_dir, args, defaults, concurrency)

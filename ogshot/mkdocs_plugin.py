@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import shutil
 from pathlib import Path, PurePosixPath
@@ -124,7 +125,8 @@ class OgshotPlugin(BasePlugin[OgshotConfig]):  # type: ignore[no-untyped-call]
             log.warning("ogshot: %s: %s", src, detail)
         cache = Path(config.config_file_path or ".").parent / self.config.cache_dir
         jobs = self._jobs
-        concurrency = self.config.jobs or service.settings.render_threads or 4
+        threads = service.settings.render_threads or min(4, os.cpu_count() or 1)
+        concurrency = self.config.jobs or threads
 
         async def run() -> Summary:
             try:
