@@ -167,7 +167,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._send(200, "/* an ad script */", "text/javascript")
         elif url.path == "/title-only":
             self._send(200, TITLE_ONLY)
-        elif url.path == "/nothing":
+        elif url.path in ("/nothing", "/page-untitled"):
             self._send(200, NOTHING)
         elif url.path == "/hostile":
             self._send(200, hostile(int(q["c"]), int(q["u"])))

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from ogshot.capture import make_provider
+from ogshot.capture.upstream import UpstreamCapture
 from ogshot.card import MAX_TITLE, Card
 from ogshot.fonts import FontSet
 from ogshot.layouts import LayoutRegistry
@@ -127,3 +129,31 @@ def test_url_without_title_and_no_capture_is_a_short_lived_fallback(
     result = asyncio.run(run())
     assert result.fallback == "no_page_title"  # type: ignore[attr-defined]
     assert result.cache_control == "public, max-age=60"  # type: ignore[attr-defined]
+
+
+def test_url_without_title_with_an_upstream_api_reads_the_page_through_the_guard(
+    capture_settings: Settings, site: Site, layouts: LayoutRegistry, fonts: FontSet
+) -> None:
+    """The HTTP provider captures through the (fake) upstream; the title comes from ogshot's own
+    guarded fetch of the page, and a card whose page says nothing is a short-lived fallback."""
+    settings = capture_settings.model_copy(update={"private_allowlist": site.origin})
+    provider = make_provider(settings)
+    assert isinstance(provider, UpstreamCapture)
+    service = CardService(settings, layouts=layouts, fonts=fonts, capture=provider)
+
+    async def run() -> tuple[object, PageMeta, object]:
+        try:
+            made = await service.card(Card(url=site.origin + "/"))
+            meta = await service.page_meta.get(site.origin + "/")
+            # "page…": a path the fake upstream answers with an image.
+            bare = await service.card(Card(url=site.origin + "/page-untitled"))
+            return made, meta, bare
+        finally:
+            await service.aclose()
+
+    made, meta, bare = asyncio.run(run())
+    assert meta == PageMeta(
+        "The page's own title", "What the page says it is about.", "Loopback Gazette"
+    )
+    assert made.fallback is None  # type: ignore[attr-defined]
+    assert bare.fallback == "no_page_title"  # type: ignore[attr-defined]
