@@ -17,13 +17,14 @@ from cachetools import LRUCache
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import __version__, ghost, ops, prerender, robots, screenshots
+from . import __version__, ghost, openapi, ops, prerender, robots, screenshots
 from . import card as card_limits
 from .access import warn_if_open
-from .card import parse_card
+from .card import check_raw_lengths, parse_card
 from .clients import ClientRule, TrustedProxies, parse_networks
 from .conditional import byte_range, none_match
 from .errors import OgshotError, UriTooLong
@@ -92,7 +93,8 @@ def create_app(settings: Settings | None = None, *, service: CardService | None 
         finally:
             await svc.aclose()
 
-    app = FastAPI(
+    # FastAPIOffline: FastAPI whose /docs and /redoc load their scripts from the app, not a CDN.
+    app = FastAPIOffline(
         title="ogshot",
         version=__version__,
         summary="Social preview images: page captures with the title set over them.",
@@ -117,6 +119,7 @@ def create_app(settings: Settings | None = None, *, service: CardService | None 
         app.include_router(ops.metrics_router)  # else on its own port, served by `ogshot serve`
     app.add_middleware(ops.RouteNote)
     app.include_router(robots.router)
+    openapi.install(app)
     app.add_middleware(CardFastPath)
     app.add_middleware(QueryLimit)
     # Every route, present and future, gets the body cap, HEAD and the target forms.
@@ -174,7 +177,18 @@ def _install_routes(app: FastAPI) -> None:
     @app.get(
         "/og.png",
         response_class=Response,
-        responses={200: {"content": {"image/png": {}}}, 304: {"description": "Not modified"}},
+        responses={
+            200: {
+                "description": "The card: image/png, image/jpeg or image/webp as `format` asks",
+                "content": openapi.image_content("image/png"),
+            },
+            206: {
+                "description": "One byte range of the card (a single satisfiable `Range`)",
+                "content": openapi.image_content("image/png"),
+            },
+            304: {"description": "Not modified: `If-None-Match` matched the ETag"},
+            **openapi.error_responses(403, 404, 429, 503),
+        },
     )
     async def og_image(
         request: Request,
@@ -193,6 +207,7 @@ def _install_routes(app: FastAPI) -> None:
         """A 1200×630 social card. Parameters are declared for the OpenAPI page; ``Card``
         validates them all at once, so every bad value gets the same error shape."""
         params = dict(request.query_params)
+        check_raw_lengths(params)
         card = parse_card(params)
         request.app.state.signer.verify(card, params.get("exp"), params.get("sig"), now=time.time())
         svc: CardService = request.app.state.service

@@ -188,6 +188,19 @@ class Card(BaseModel):
         )
 
 
+#: Longest value, as sent, of each text field (they are checked again once normalised).
+RAW_LIMITS = {"title": MAX_TITLE, "subtitle": MAX_SUBTITLE, "site": MAX_SITE, "v": MAX_V}
+
+
+def check_raw_lengths(params: Mapping[str, object]) -> None:
+    """Refuse a text parameter longer, as sent, than its limit: what an HTTP client reads in the
+    API description, before normalisation could fold it shorter."""
+    for name, limit in RAW_LIMITS.items():
+        value = params.get(name)
+        if isinstance(value, str) and len(value) > limit:
+            raise InvalidParameter(f"'{name}' must be at most {limit} characters", param=name)
+
+
 def parse_card(params: Mapping[str, object]) -> Card:
     """Build a :class:`Card` from client parameters, turning validation failures into 422s.
 

@@ -23,6 +23,7 @@ from .card import Card, invalid_from_validation
 from .conditional import none_match
 from .errors import InvalidParameter, OgshotError
 from .headers import field_value
+from .openapi import error_responses, image_content
 from .service import CardService
 
 # With signing on, both endpoints need the API token (see ogshot/access.py).
@@ -56,7 +57,14 @@ def _store(request: Request) -> CaptureStore:
 @router.get(
     "/screenshot",
     response_class=Response,
-    responses={200: {"content": {"image/webp": {}, "image/png": {}, "image/jpeg": {}}}},
+    responses={
+        200: {
+            "description": "The capture: image/webp, image/png or image/jpeg as `format` asks",
+            "content": image_content("image/webp"),
+        },
+        304: {"description": "Not modified: `If-None-Match` matched the ETag"},
+        **error_responses(403, "4XX", 429, 502, 503, 504),
+    },
 )
 async def screenshot(
     request: Request,
@@ -98,7 +106,7 @@ class BatchBody(BaseModel):
     delay: Delay = 0
 
 
-@router.post("/screenshots/batch")
+@router.post("/screenshots/batch", responses=error_responses(403, 429, 503))
 async def screenshots_batch(request: Request, body: BatchBody) -> dict[str, Any]:
     """Up to ten captures, at most five at a time; one failure never fails the others."""
     store = _store(request)
