@@ -48,8 +48,8 @@ _RETRY_AFTER = {
 #: What each error status means here; the README's errors table says the same at length.
 ERROR_DESCRIPTIONS: dict[int | str, str] = {
     400: "The request body could not be read as JSON",
-    403: "Signature missing, bad or expired; API token missing or wrong; or a page that may "
-    "not be captured",
+    403: "Signature missing, bad or expired; API token or webhook signature missing or wrong; "
+    "or a page that may not be captured",
     404: "No such layout, or no such endpoint",
     "4XX": "The upstream screenshot API refused the page; its status is passed on",
     408: "The request's headers or body did not arrive in time (the connection is closed)",
@@ -124,7 +124,14 @@ def card_parameter_schemas(
 
 
 #: Operations whose query parameters are card fields.
-CARD_PATHS = ("/og.png",)
+CARD_PATHS = ("/og.png", "/meta")
+
+#: Error statuses of operations whose modules do not declare them on the route.
+EXTRA_ERRORS: dict[tuple[str, str], tuple[int | str, ...]] = {
+    ("get", "/meta"): (403, 404, 429),
+    ("post", "/batch"): (403, 429, 503),
+    ("post", "/hooks/ghost"): (403, 404, 422),
+}
 
 
 def install(app: FastAPI) -> None:
@@ -156,11 +163,18 @@ def build(app: FastAPI) -> dict[str, Any]:
     templates = [layout.name for layout in service.layouts] if service is not None else None
     signer = getattr(app.state, "signer", None)
     card_schemas = card_parameter_schemas(templates, signing=bool(signer and signer.enabled))
+    settings = getattr(app.state, "settings", None)
     for path, operations in schema.get("paths", {}).items():
-        for operation in operations.values():
+        for method, operation in operations.items():
+            for status in EXTRA_ERRORS.get((method, path), ()):
+                operation.setdefault("responses", {}).setdefault(
+                    str(status), {"description": ERROR_DESCRIPTIONS[status]}
+                )
             _complete(operation, error_ref)
             if path in CARD_PATHS:
                 _card_parameters(operation, card_schemas)
+            if (method, path) == ("post", "/batch") and settings is not None:
+                _batch_limits(operation, settings.batch_max)
     for unused in ("HTTPValidationError", "ValidationError"):
         if unused not in _refs(schema.get("paths", {})):
             components.pop(unused, None)
@@ -181,6 +195,20 @@ def _complete(operation: dict[str, Any], error_ref: dict[str, Any]) -> None:
             response["content"] = {"application/json": {"schema": error_ref}}
             if status == "422":
                 response["description"] = ERROR_DESCRIPTIONS[422]
+
+
+def _batch_limits(operation: dict[str, Any], batch_max: int) -> None:
+    """``/batch`` takes 1 to ``OGSHOT_BATCH_MAX`` cards (more is a 413) and no other field."""
+    body = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
+    schema = body.get("schema", {})
+    cards = schema.get("properties", {}).get("cards")
+    if isinstance(cards, dict):
+        cards.update({"minItems": 1, "maxItems": batch_max})
+        # One bad card never fails the others: a non-object item is an error in its own result.
+        cards["items"] = {
+            "description": "An object of card parameters; anything else gets an error result"
+        }
+        schema["additionalProperties"] = False
 
 
 def _card_parameters(operation: dict[str, Any], schemas: dict[str, dict[str, Any]]) -> None:

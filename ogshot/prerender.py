@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from .access import require_api_token
-from .card import Card, parse_card
+from .card import Card, check_raw_lengths, parse_card
 from .errors import InvalidParameter, OgshotError, PayloadTooLarge
 from .meta import image_tags, meta_card, to_html, to_json, with_fingerprint
 from .service import CardService
@@ -105,7 +105,9 @@ async def meta(
     prefers ``application/json``."""
     signer = signer_of(request)
     svc: CardService = request.app.state.service
-    card, notes = meta_card(parse_card(dict(request.query_params)))
+    params = dict(request.query_params)
+    check_raw_lengths(params)
+    card, notes = meta_card(parse_card(params))
     card = with_fingerprint(svc, card)
     image = signed_url(request, signer, card)
     tags = image_tags(image, card)

@@ -54,7 +54,7 @@ expected-statuses = [
 ]
 
 [[operations]]
-include-path-regex = '^/(og[.]png|screenshot|screenshots/batch)$'
+include-path-regex = '^/(og[.]png|meta|screenshot|screenshots/batch)$'
 checks.positive_data_acceptance.expected-statuses = [
     "2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx",
 ]
