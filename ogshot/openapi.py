@@ -30,9 +30,9 @@ from .weburl import MAX_URL
 
 
 class ErrorBody(BaseModel):
-    """The one shape of every error ogshot answers."""
+    """The one shape of every error ogshot answers (a few add fields, e.g. /readyz's checks)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="allow")
 
     error: str = Field(description="A stable, machine-readable code", examples=["too_large"])
     detail: str = Field(description="One sentence saying what went wrong, for a human")
@@ -58,7 +58,7 @@ ERROR_DESCRIPTIONS: dict[int | str, str] = {
     422: "A parameter or the body is invalid; `detail` names it",
     429: "Rate limited; `Retry-After` says when to come back",
     502: "The upstream screenshot API failed or sent something that is not a valid image",
-    503: "Overloaded, circuit breaker open, or capture switched off",
+    503: "Overloaded, circuit breaker open, or capture switched off; on /readyz: not ready",
     504: "The upstream screenshot API did not answer in time",
 }
 
@@ -131,6 +131,7 @@ EXTRA_ERRORS: dict[tuple[str, str], tuple[int | str, ...]] = {
     ("get", "/meta"): (403, 404, 429),
     ("post", "/batch"): (403, 429, 503),
     ("post", "/hooks/ghost"): (403, 404, 422),
+    ("get", "/readyz"): (503,),
 }
 
 
