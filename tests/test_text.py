@@ -299,3 +299,38 @@ def test_cached_break_units_are_never_changed_by_a_reader(fonts: FontSet) -> Non
     assert first == second
     assert "".join(text[i:j] for i, j in first) == text
     assert len(text) > 2 * _CHUNK
+
+
+_DANGLING = (
+    "Typography for everyone — a practical guide to setting every script on the web",
+    "Fonts + layout + colour: what a social card needs to look right everywhere",
+    "From capture → render → encode: one card in fifty milliseconds on two cores",
+    "Долгий путь — от идеи к карточке для социальных сетей и обратно",
+    "Ein Leitfaden — wie Karten für soziale Netzwerke gesetzt werden",
+)
+
+
+@pytest.mark.parametrize("text", _DANGLING)
+def test_no_line_starts_with_a_dash_plus_or_arrow_in_spaced_scripts(
+    fonts: FontSet, text: str
+) -> None:
+    starts = set()
+    for width in range(240, 1100, 24):
+        fitted = run_fit(fonts, text, width=width, max_lines=6)
+        starts |= {line.text[0] for line in fitted.lines[1:]}
+        words = [w for line in fitted.lines for w in line.text.split()]
+        assert fitted.truncated or words == text.split()
+    assert not starts & set("—+→"), starts
+
+
+def test_dash_stays_with_the_word_before_but_cjk_keeps_uax14() -> None:
+    from ogshot.text.breaking import break_spans
+
+    def units(text: str) -> list[str]:
+        parts = clusters(text)
+        return ["".join(parts[i:j]) for i, j in break_spans(parts, 0)]
+
+    assert units("everyone — a guide") == ["everyone — ", "a ", "guide"]
+    assert units("C + D → E") == ["C + ", "D → ", "E"]
+    # Chinese does not space its words: UAX #14 alone decides, a break before the dash stays.
+    assert "— " in units("中文 — 日本")

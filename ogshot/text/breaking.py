@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterator
 from functools import lru_cache
 
+from fontTools import unicodedata as ucd
 from uniseg.linebreak import line_break_units
 
 _CHUNK = 64
@@ -75,6 +76,36 @@ def _spans(parts: tuple[str, ...], first: int) -> tuple[tuple[int, int], ...]:
     if begin < len(parts):
         spans.append((first + begin, first + len(parts)))
     return tuple(spans)
+
+
+@lru_cache(maxsize=1024)
+def break_spans(parts: tuple[str, ...], first: int) -> tuple[tuple[int, int], ...]:
+    """:func:`_spans` (UAX #14), less the breaks that would start a line with a dash, "+" or
+    an arrow after a word of a script that spaces its words: "word —" stays together."""
+    spans = _spans(parts, first)
+    out: list[tuple[int, int]] = []
+    for begin, end in spans:
+        local = begin - first
+        if out and parts[local][0] in _KEPT_WITH_PREVIOUS and _after_a_word(parts, local):
+            out[-1] = (out[-1][0], end)
+        else:
+            out.append((begin, end))
+    return tuple(out)
+
+
+#: Characters that never start a line after a space in scripts that space their words: UAX #14
+#: allows a break before them there (B2, PR, AL), which leaves a dash or an arrow dangling.
+_KEPT_WITH_PREVIOUS = frozenset("—+→")
+#: Scripts written without spaces between words, where UAX #14 alone decides.
+_UNSPACED = frozenset({"Hani", "Hira", "Kana", "Thai", "Laoo", "Khmr", "Mymr", "Tibt"})
+
+
+def _after_a_word(parts: tuple[str, ...], index: int) -> bool:
+    """Whether a word of a script that spaces its words comes before ``index`` (spaces aside)."""
+    i = index - 1
+    while i >= 0 and parts[i].isspace():
+        i -= 1
+    return i >= 0 and ucd.script(parts[i][0]) not in _UNSPACED
 
 
 def _hangul(cluster: str) -> bool:

@@ -9,7 +9,7 @@ from bidi import get_base_level
 
 from ..fonts import EMOJI, EMOJI_SIZE, FontSet, Weight, cjk_region
 from . import order
-from .breaking import _CHUNK, _spans
+from .breaking import _CHUNK, break_spans
 from .clusters import clusters, is_neutral
 
 ELLIPSIS = "…"
@@ -135,7 +135,7 @@ class Setter:
         while begin < len(parts):
             chunk = parts[begin : begin + _CHUNK]
             last = begin + len(chunk) >= len(parts)
-            spans = _spans(chunk, begin)  # shared by the cache: never changed here
+            spans = break_spans(chunk, begin)  # shared by the cache: never changed here
             if not last and len(spans) > 1:
                 spans = spans[:-1]  # the break after a chunk's last unit depends on what follows
             yield from spans
