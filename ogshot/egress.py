@@ -116,6 +116,8 @@ class EgressStats:
 
     allowed: int = 0
     refused: list[tuple[str, int, str]] = field(default_factory=list)
+    #: The paths of refused plain-HTTP requests (a CONNECT shows no path), newest last.
+    refused_paths: list[str] = field(default_factory=list)
 
 
 def _split_host_port(authority: str, default_port: int) -> tuple[str, int]:
@@ -264,7 +266,12 @@ class EgressProxy:
             path += "?" + url.query
         forwarded = f"{method} {path} {version}\r\n" + "".join(f"{ln}\r\n" for ln in lines)
         forwarded += "Connection: close\r\n\r\n"
-        up_reader, up_writer = await self._dial(host, port)
+        try:
+            up_reader, up_writer = await self._dial(host, port)
+        except Refused:
+            del self.stats.refused_paths[:-999]  # a bounded record
+            self.stats.refused_paths.append(url.path)
+            raise
         up_writer.write(forwarded.encode("latin-1"))
         await self._relay(reader, writer, up_reader, up_writer)
 

@@ -235,6 +235,28 @@ def test_hostile_page_never_reaches_the_canary_and_the_card_renders(
     assert "/redirect" in site.hits
 
 
+def test_every_way_out_of_the_hostile_page_reaches_the_guard_and_stops_there(
+    loop: LoopThread, provider: ChromiumCapture, site: Site, canary: Canary
+) -> None:
+    """Each vector, one by one: the guard refused its request (plain HTTP shows its path; the
+    https, wss and ws attempts are CONNECTs to the canary's port). A delay gives workers, popups
+    and beacons time to fire before the context closes."""
+    provider.proxy.stats.refused_paths.clear()
+    url = f"{site.origin}/hostile?c={canary.port}&u={canary.udp_port}&every=1"
+    loop.run(provider.capture(CaptureRequest(url, delay=1500)))
+    settle(canary)
+    assert canary.touched == 0
+    tried = set(provider.proxy.stats.refused_paths)
+    vectors = {
+        "/img.png", "/script.js", "/style.css", "/font.woff2", "/prefetch", "/preload",
+        "/frame", "/frame-302", "/via-302", "/meta-refresh", "/fetch", "/fetch-302", "/xhr",
+        "/beacon", "/events", "/form", "/popup", "/video.mp4", "/worker-fetch", "/worker-xhr",
+        "/worker-import.js", "/n-decimal", "/n-hex", "/n-octal", "/n-short", "/n-mapped",
+        "/n-mapped-hex", "/n-v6", "/n-localhost", "/n-localhost-dot",
+    }  # fmt: skip
+    assert vectors <= tried, sorted(vectors - tried)
+
+
 def test_redirect_from_the_allowed_origin_to_the_canary_is_refused(
     loop: LoopThread, service: CardService, site: Site, canary: Canary
 ) -> None:
