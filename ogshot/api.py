@@ -21,7 +21,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import __version__, ghost, openapi, ops, prerender, robots, screenshots
+from . import __version__, ghost, openapi, ops, pages, prerender, robots, screenshots
 from . import card as card_limits
 from .access import warn_if_open
 from .card import check_raw_lengths, parse_card
@@ -119,6 +119,7 @@ def create_app(settings: Settings | None = None, *, service: CardService | None 
         app.include_router(ops.metrics_router)  # else on its own port, served by `ogshot serve`
     app.add_middleware(ops.RouteNote)
     app.include_router(robots.router)
+    app.include_router(pages.router)
     openapi.install(app)
     app.add_middleware(CardFastPath)
     app.add_middleware(QueryLimit)
@@ -143,8 +144,7 @@ def create_app(settings: Settings | None = None, *, service: CardService | None 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OgshotError)
     async def ogshot_error(request: Request, exc: OgshotError) -> JSONResponse:
-        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
-        return error_response(exc.status, exc.code, exc.detail, headers)
+        return error_response(exc.status, exc.code, exc.detail, exc.headers())
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -221,9 +221,15 @@ def _install_routes(app: FastAPI) -> None:
         result = await svc.card_for_key(key, card)
         return card_response(request, result)
 
-    @app.get("/templates")
-    async def templates(request: Request) -> dict[str, Any]:
-        """The layouts this server knows."""
+    @app.get(
+        "/templates",
+        responses={200: {"content": {"application/json": {}, "text/html": {}}}},
+    )
+    async def templates(request: Request) -> Any:
+        """The layouts this server knows: JSON, or a gallery page of sample cards when the
+        client prefers HTML (a browser)."""
+        if pages.prefers_html(request.headers.get("accept")):
+            return pages.gallery(request)
         svc: CardService = request.app.state.service
         return {
             "templates": [

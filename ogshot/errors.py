@@ -8,6 +8,7 @@ a one-line message and exit status 1::
     OgshotError (500 internal)
     ├── BadRequest (400 bad_request)
     │   └── InvalidParameter (422 invalid_parameter)
+    ├── LoginRequired (401 login_required)   a page that wants the API token from a browser
     ├── Forbidden (403 forbidden)
     │   ├── SignatureRequired (403 signature_required)
     │   ├── BadSignature (403 bad_signature)
@@ -44,6 +45,10 @@ class OgshotError(Exception):
         if retry_after is not None:
             self.retry_after = retry_after
 
+    def headers(self) -> dict[str, str]:
+        """Headers the error's response carries besides its JSON body."""
+        return {"Retry-After": str(self.retry_after)} if self.retry_after else {}
+
 
 class BadRequest(OgshotError):
     status = 400
@@ -57,6 +62,17 @@ class InvalidParameter(BadRequest):
     def __init__(self, detail: str, *, param: str | None = None) -> None:
         super().__init__(detail)
         self.param = param
+
+
+class LoginRequired(OgshotError):
+    """A page for people (preview, gallery) asked for without the API token, while signing is
+    on: the browser is asked for it as an HTTP Basic password."""
+
+    status = 401
+    code = "login_required"
+
+    def headers(self) -> dict[str, str]:
+        return {**super().headers(), "WWW-Authenticate": 'Basic realm="ogshot", charset="UTF-8"'}
 
 
 class Forbidden(OgshotError):

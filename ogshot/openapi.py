@@ -192,6 +192,8 @@ def _complete(operation: dict[str, Any], error_ref: dict[str, Any]) -> None:
     for status in statuses:
         responses.setdefault(str(status), {"description": ERROR_DESCRIPTIONS[status]})
     for status, response in responses.items():
+        if "text/html" in response.get("content", {}):
+            continue  # a page for people (/preview) answers its errors as a page
         if status[0] in "45":
             response["content"] = {"application/json": {"schema": error_ref}}
             if status == "422":

@@ -23,6 +23,7 @@ from .access import require_api_token
 from .card import Card, check_raw_lengths, parse_card
 from .errors import InvalidParameter, OgshotError, PayloadTooLarge
 from .meta import image_tags, meta_card, to_html, to_json, with_fingerprint
+from .negotiate import prefers
 from .service import CardService
 from .settings import Settings
 from .signing import Signer, card_url
@@ -64,23 +65,7 @@ def signed_url(request: Request, signer: Signer, card: Card) -> str:
 
 def wants_json(accept: str | None) -> bool:
     """True when ``Accept`` ranks ``application/json`` above ``text/html`` (RFC 9110 §12.5.1)."""
-    if not accept:
-        return False
-    best = {"json": -1.0, "html": -1.0}
-    for item in accept.split(","):
-        media, *params = (p.strip() for p in item.split(";"))
-        q = 1.0
-        for param in params:
-            name, _, value = param.partition("=")
-            if name.strip().lower() == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
-        kind = {"application/json": "json", "text/html": "html"}.get(media.lower())
-        if kind is not None:
-            best[kind] = max(best[kind], q)
-    return best["json"] > 0 and best["json"] > best["html"]
+    return prefers(accept, "application/json", over="text/html")
 
 
 @router.get(

@@ -111,6 +111,10 @@ def test_every_error_response_documents_the_real_error_body(client: TestClient) 
                 assert {"400", "408", "413"} <= set(responses), (method, path)
             for status, response in responses.items():
                 if status[0] in "45":
+                    if path == "/preview" and status == "422":
+                        # The page for people gives itself back, naming the bad parameter.
+                        assert list(response["content"]) == ["text/html"]
+                        continue
                     schema = response["content"]["application/json"]["schema"]
                     assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (path, status)
 
