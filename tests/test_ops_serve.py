@@ -231,3 +231,36 @@ def test_metrics_on_their_own_port(tmp_path: Path) -> None:
         text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
         assert value(text, "ogshot_requests_total", route="/og.png", status="200") == 1
         assert value(text, "ogshot_cards_total", source="miss") == 1
+
+
+def test_sigterm_stops_within_the_shutdown_timeout(
+    tmp_path: Path, fake_upstream: FakeUpstream
+) -> None:
+    env = {
+        "OGSHOT_CAPTURE": "http",
+        "OGSHOT_UPSTREAM_URL": fake_upstream.url,
+        "OGSHOT_UPSTREAM_KEY": UPSTREAM_KEY,
+        "OGSHOT_UPSTREAM_READ_TIMEOUT": "30",
+        "OGSHOT_UPSTREAM_TIMEOUT": "30",
+        "OGSHOT_SHUTDOWN_TIMEOUT": "1",
+    }
+    fake_upstream.hold = 8.0  # a capture far longer than the bound
+    try:
+        with ogshot_serve_process(tmp_path, env=env) as (base, proc):
+            with ThreadPoolExecutor(1) as pool:
+                pending = pool.submit(
+                    httpx.get,
+                    f"{base}/og.png",
+                    params={"title": "Cut", "url": "https://example.com/page-cut"},
+                    timeout=30,
+                )
+                _until(lambda: fake_upstream.active == 1, 10)
+                proc.send_signal(signal.SIGTERM)
+                start = time.monotonic()
+                proc.wait(timeout=20)
+                took = time.monotonic() - start
+                with pytest.raises(httpx.HTTPError):
+                    pending.result().raise_for_status()  # cut off: no complete card
+            assert took < 6, f"stopped after {took:.1f} s with OGSHOT_SHUTDOWN_TIMEOUT=1"
+    finally:
+        fake_upstream.hold = 0
