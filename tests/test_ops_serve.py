@@ -27,6 +27,8 @@ from .fake_upstream import KEY as UPSTREAM_KEY
 from .fake_upstream import FakeUpstream
 from .test_ops import samples, value
 
+RSS = "ogshot_process_resident_memory_bytes"
+
 
 def test_metrics_are_summed_across_two_workers(tmp_path: Path) -> None:
     folder = tmp_path / "metrics"
@@ -34,6 +36,13 @@ def test_metrics_are_summed_across_two_workers(tmp_path: Path) -> None:
     (folder / "counter_1.db").write_bytes(b"left over from an earlier run")
     env = {"OGSHOT_METRICS_DIR": str(folder)}
     with ogshot_serve(tmp_path, "--workers", "2", env=env) as base:
+
+        def both_workers_up() -> bool:
+            text = httpx.get(f"{base}/metrics").text
+            return len([k for k in samples(text) if k[0] == RSS]) == 2
+
+        # /healthz answered as soon as one worker did; the other may still be starting.
+        _until(both_workers_up, 60)
         n = 24
 
         def get(i: int) -> int:
@@ -52,7 +61,7 @@ def test_metrics_are_summed_across_two_workers(tmp_path: Path) -> None:
                 for s in ("hit", "miss", "stale", "coalesced")
             )
             assert cards == n
-            rss = [k for k in samples(text) if k[0] == "ogshot_process_resident_memory_bytes"]
+            rss = [k for k in samples(text) if k[0] == RSS]
             assert len(rss) == 2, rss  # one series per live worker
         # Both workers did count some of them, in their own files, and the stale file is gone.
         per_worker = []
