@@ -307,17 +307,11 @@ class CardService:
                 await self._release(key, token)
 
     async def _acquire(self, key: str) -> str | None:
-        try:
-            return await self.cache.locks.acquire(key, self._lease_ms)
-        except Exception as exc:  # no coordination today: make it here rather than fail
-            log.warning("cache lock unavailable for %s: %r", key[:17], exc)
-            return "local"
+        # Behind the tier's backoff: a lock tier that fails means no coordination for a moment.
+        return await self.cache.acquire(key, self._lease_ms)
 
     async def _release(self, key: str, token: str) -> None:
-        try:
-            await self.cache.locks.release(key, token)
-        except Exception as exc:  # the lease expires by itself
-            log.warning("cache lock release failed for %s: %r", key[:17], exc)
+        await self.cache.release(key, token)
 
     async def _wait_for_other(self, key: str) -> Entry | None:
         """Wait, bounded, for the lease holder in another worker to store its result."""

@@ -164,11 +164,15 @@ class NullCache:
         return None
 
 
+#: The token of a lease taken without any shared lock (none configured, or the tier is down).
+LOCAL = "local"
+
+
 class NullLocks:
     """One process alone: the in-process singleflight is all the coordination there is."""
 
     async def acquire(self, key: str, ttl_ms: int) -> str | None:
-        return "local"
+        return LOCAL
 
     async def release(self, key: str, token: str) -> None:
         return None
@@ -236,6 +240,15 @@ class TieredCache:
         self.backoff = backoff
         self._clock = clock
         self._down_until = [0.0] * len(self.tiers)
+        # The locks share their tier's backoff (Redis lends both): a Redis that hangs is
+        # skipped for reads, writes and leases alike. Locks of their own get a slot of their own.
+        lender: object = self.locks
+        held = [i for i, tier in enumerate(self.tiers) if tier is lender]
+        if held:
+            self._lock_slot = held[0]
+        else:
+            self._lock_slot = len(self._down_until)
+            self._down_until.append(0.0)
 
     def peek(self, key: str) -> Entry | None:
         """The memory tier alone, synchronously: the hot path asks nothing slower."""
@@ -277,11 +290,30 @@ class TieredCache:
         except Exception as exc:
             self._failed(i, "write", exc)
 
+    async def acquire(self, key: str, ttl_ms: int) -> str | None:
+        """A lease on ``key`` (see :class:`Locks`), or :data:`LOCAL` when the lock tier is down or
+        fails: no coordination for a moment rather than a timeout on every miss."""
+        if not self._up(self._lock_slot):
+            return LOCAL
+        try:
+            return await self.locks.acquire(key, ttl_ms)
+        except Exception as exc:
+            self._failed(self._lock_slot, "lock", exc)
+            return LOCAL
+
+    async def release(self, key: str, token: str) -> None:
+        if token == LOCAL or not self._up(self._lock_slot):
+            return  # nothing was taken, or the lease expires by itself
+        try:
+            await self.locks.release(key, token)
+        except Exception as exc:
+            self._failed(self._lock_slot, "lock release", exc)
+
     def _up(self, i: int) -> bool:
         return self._down_until[i] <= self._clock()
 
     def _failed(self, i: int, what: str, exc: Exception) -> None:
-        name = type(self.tiers[i]).__name__
+        name = type(self.tiers[i] if i < len(self.tiers) else self.locks).__name__
         log.warning("cache %s failed in %s (skipped for %.0f s): %r", what, name, self.backoff, exc)
         self._down_until[i] = self._clock() + self.backoff
 

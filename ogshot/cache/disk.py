@@ -63,10 +63,10 @@ class DiskCache:
             entry = decode_entry(blob, key)
         except CorruptEntry as exc:
             log.warning("dropping damaged cache file %s: %s", path.name, exc)
-            self._unlink(path)
+            self._forget(path, len(blob))
             return None
         if not entry.usable(self.clock()):
-            self._unlink(path)
+            self._forget(path, len(blob))
             return None
         with contextlib.suppress(OSError):
             os.utime(path)  # recently used: last to be evicted
@@ -78,6 +78,10 @@ class DiskCache:
             return
         path = self.path_for(key)
         path.parent.mkdir(exist_ok=True)
+        try:
+            replaced = path.stat().st_size  # an overwrite adds only the difference
+        except FileNotFoundError:
+            replaced = 0
         fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as f:
@@ -90,7 +94,7 @@ class DiskCache:
             raise
         _fsync_dir(path.parent)
         with self._lock:
-            self._used += len(blob)
+            self._used = max(0, self._used + len(blob) - replaced)
             over = self._used > self.max_bytes
         if over:
             self.evict()
@@ -132,6 +136,12 @@ class DiskCache:
     @property
     def bytes_used(self) -> int:
         return self._used
+
+    def _forget(self, path: Path, size: int) -> None:
+        """Delete a file this process found useless, and take it off the size estimate."""
+        if self._unlink(path):
+            with self._lock:
+                self._used = max(0, self._used - size)
 
     @staticmethod
     def _unlink(path: Path) -> bool:

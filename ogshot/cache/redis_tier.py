@@ -7,6 +7,7 @@ holder (a compare-and-delete script), and expire by themselves if the holder die
 
 from __future__ import annotations
 
+import logging
 import math
 import secrets
 import time
@@ -14,7 +15,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from . import Clock, Entry, decode_entry, encode_entry
+from . import Clock, CorruptEntry, Entry, decode_entry, encode_entry
+
+log = logging.getLogger("ogshot.cache")
 
 _PREFIX = "ogshot:"
 _RELEASE = """
@@ -49,7 +52,14 @@ class RedisCache:
         blob = await self.client.get(_PREFIX + key)
         if blob is None:
             return None
-        entry = decode_entry(bytes(blob), key)
+        try:
+            entry = decode_entry(bytes(blob), key)
+        except CorruptEntry as exc:
+            # One bad value (a newer release's format during a rolling deploy, a stray write)
+            # is that key's problem alone: a miss, and gone, never the whole tier marked down.
+            log.warning("dropping undecodable Redis entry %s: %s", key[:20], exc)
+            await self.client.delete(_PREFIX + key)
+            return None
         return entry if entry.usable(self.clock()) else None
 
     async def set(self, key: str, entry: Entry) -> None:
