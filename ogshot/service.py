@@ -27,7 +27,7 @@ from .budget import Admission
 from .cache import Cache, Entry, TieredCache, make_cache
 from .capture import CaptureError, CaptureProvider, NullCapture, make_provider
 from .capture.images import decode
-from .capture.store import CaptureStore
+from .capture.store import PENDING, CaptureStore
 from .card import Card
 from .encode import ENCODER_VERSION, encode
 from .errors import RateLimited
@@ -85,7 +85,12 @@ class CardService:
 
     A miss is made once: concurrent requests in this process share one task (singleflight), and
     with a shared tier one worker holds a short Redis lease while the others wait for its result
-    (bounded by ``OGSHOT_CACHE_LOCK_WAIT``, after which they make it themselves).
+    (bounded by ``OGSHOT_CACHE_LOCK_WAIT`` plus the longest the holder may wait for its capture,
+    after which they make it themselves).
+
+    A card waits for its capture at most ``OGSHOT_CARD_DEADLINE`` seconds; then it is made
+    without it, as a ``capture_pending`` fallback, while the capture goes on. That fallback is
+    answered only until the capture lands: the first request after that makes the complete card.
     """
 
     def __init__(
@@ -140,7 +145,11 @@ class CardService:
         self._grace = float(
             max(settings.cache_stale_while_revalidate, settings.cache_stale_if_error)
         )
-        self._lock_wait = settings.cache_lock_wait
+        #: How long a card waits for its capture; None when nothing is ever captured.
+        self._capture_wait = settings.card_capture_wait() if self.captures.enabled else None
+        # The lease holder may spend its whole capture wait before it even renders: a worker
+        # waiting on it must wait that long too, or it would give up and make the card again.
+        self._lock_wait = settings.cache_lock_wait + (self._capture_wait or 0.0)
         self._lease_ms = int(max(1.0, 2 * self._lock_wait) * 1000)
         #: How many cards this process has rendered: tests and metrics read it.
         self.renders = 0
@@ -186,8 +195,10 @@ class CardService:
     def fresh_hit(self, key: str) -> CardResult | None:
         """The fresh entry from the memory tier, synchronously, or None: the hot path's read."""
         entry = self.cache.peek(key)
-        if entry is None or not entry.fresh(self.clock()):
-            return None  # the normal road follows, and counts the read
+        if entry is None or not entry.fresh(self.clock()) or entry.fallback == PENDING:
+            # The normal road follows, and counts the read (a pending card may be out of date
+            # by now: that road checks).
+            return None
         metrics.cache_read("memory", key, entry, self.clock())
         logs.note(card_key=key)
         return self.result_for(entry, "hit")
@@ -216,6 +227,8 @@ class CardService:
     ) -> CardResult:
         age = entry.age(self.clock())
         if age < entry.ttl:
+            if entry.fallback == PENDING and await self._capture_landed(card):
+                return await produce(key, card, None)
             return self.result_for(entry, "hit")
         if entry.fallback is not None:
             return await produce(key, card, None)  # a fallback is never served stale
@@ -238,7 +251,7 @@ class CardService:
                 # No await between this look and the task's registration: a task that just ended
                 # stored its entry before ending, so the memory tier has it.
                 entry = self.cache.peek(key)
-                if entry is not None and entry.fresh(self.clock()):
+                if entry is not None and entry.fresh(self.clock()) and entry.fallback != PENDING:
                     return self.result_for(entry, "hit")
                 task = self._start(key, card, stale)
                 leader = True
@@ -282,10 +295,14 @@ class CardService:
         token = await self._acquire(key)
         try:
             if token is None:
+                # The holder's answer, even a pending one: it is this moment's card.
                 found = await self._wait_for_other(key)
             else:
-                # Another worker may have stored it between our miss and our lease.
+                # Another worker may have stored it between our miss and our lease (a pending
+                # card does not count: this task may be here because its capture has landed).
                 found = await self.cache.get_lower(key)
+                if found is not None and found.fallback == PENDING:
+                    found = None
             if found is not None and found.fresh(self.clock()):
                 return self.result_for(found, "coalesced")
             try:
@@ -378,7 +395,8 @@ class CardService:
         if self.layouts.get(card.template).capture is None:
             return None, None  # a layout with no capture box: nothing to fetch
         try:
-            entry = await self.captures.get(self.captures.for_card(card.url))
+            request = self.captures.for_card(card.url)
+            entry = await self.captures.get(request, wait=self._capture_wait)
             loop = asyncio.get_running_loop()
             image = await loop.run_in_executor(
                 self._executor, decode, entry.body, self.settings.capture_max_pixels
@@ -401,6 +419,16 @@ class CardService:
         if not card.site and meta.site:
             update["site"] = meta.site
         return card.model_copy(update=update), None
+
+    async def _capture_landed(self, card: Card) -> bool:
+        """Whether a card made as ``capture_pending`` could now be made complete."""
+        if not card.url:
+            return False
+        try:
+            return await self.captures.ready(self.captures.for_card(card.url))
+        except Exception:  # never let the check fail the card: the pending one still answers
+            log.warning("capture lookup failed for %s", card.url, exc_info=True)
+            return False
 
     def _render(self, card: Card, capture: Image.Image | None) -> bytes:
         self.renders += 1

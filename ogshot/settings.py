@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     upstream_queue_timeout: float = Field(default=2.0, ge=0)
     upstream_breaker_failures: int = Field(default=5, ge=1)
     upstream_breaker_reset: float = Field(default=30.0, gt=0)
+    #: Seconds a card request waits for its capture before answering the fallback card
+    #: (``capture_pending``) while the capture goes on; 0 waits for the capture's own timeout.
+    card_deadline: float = Field(default=3.0, ge=0, le=300)
     #: Hostile responses: bytes read from the upstream and pixels decoded, at most.
     capture_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     # Kept below Pillow's own 89 MP warning threshold, so that its global never comes into play.
@@ -165,6 +168,19 @@ class Settings(BaseSettings):
             return self.capture
         has_upstream = bool(self.upstream_url or self.upstream_key.get_secret_value())
         return "http" if has_upstream else "none"
+
+    def capture_budget(self) -> float:
+        """The longest one capture may take, waiting for a slot included: leases held while a
+        capture runs, and waits for another worker's capture, are sized on it."""
+        if self.capture_mode == "chromium":
+            return self.chromium_queue_timeout + self.chromium_timeout
+        return self.upstream_queue_timeout + self.upstream_timeout
+
+    def card_capture_wait(self) -> float:
+        """How long a card request waits for its capture: the card deadline, or the capture's
+        whole budget when there is no deadline."""
+        budget = self.capture_budget()
+        return min(self.card_deadline, budget) if self.card_deadline > 0 else budget
 
     def card_cache_control(self) -> str:
         """``Cache-Control`` for a successfully made card."""

@@ -29,7 +29,8 @@ class CaptureError(UpstreamError):
     Reasons: ``upstream_timeout``, ``upstream_connect``, ``upstream_5xx``, ``upstream_4xx``,
     ``upstream_429``, ``upstream_auth``, ``circuit_open``, ``overloaded``, ``too_large``,
     ``bad_content_type``, ``bad_response``, ``empty_body``, ``bad_image``, ``image_too_large``,
-    ``wrong_size``, ``capture_off``.
+    ``wrong_size``, ``capture_off``, ``capture_pending`` (not ready within the card deadline; it
+    goes on in the background).
     """
 
     def __init__(
