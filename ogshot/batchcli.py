@@ -35,8 +35,10 @@ async def run_batch(args: argparse.Namespace, settings: Settings) -> int:
         for name in ("site", "template", "theme", "accent", "format")
         if (value := getattr(args, name)) is not None
     }
-    # A build makes every card of its own site: no per-client budget applies to it.
-    update: dict[str, object] = {"rate_limit": "off"}
+    # A build makes every card of its own site: no per-client budget applies to it. And
+    # nobody is kept waiting by a build: it waits for every capture rather than write a card
+    # without it (the card deadline is for crawlers).
+    update: dict[str, object] = {"rate_limit": "off", "card_deadline": 0.0}
     if args.jobs:
         update["render_threads"] = args.jobs
     settings = settings.model_copy(update=update)

@@ -67,8 +67,10 @@ class OgshotPlugin(BasePlugin[OgshotConfig]):  # type: ignore[no-untyped-call]
     def on_config(self, config: MkDocsConfig) -> MkDocsConfig | None:
         if not self.config.enabled:
             return None
-        # A build makes every card of its own site: no per-client budget applies to it.
-        update: dict[str, object] = {"rate_limit": "off"}
+        # A build makes every card of its own site: no per-client budget applies to it. And
+        # nobody is kept waiting by a build: it waits for every capture rather than write a card
+        # without it (the card deadline is for crawlers).
+        update: dict[str, object] = {"rate_limit": "off", "card_deadline": 0.0}
         if self.config.jobs:
             update["render_threads"] = self.config.jobs
         settings = Settings().model_copy(update=update)

@@ -7,8 +7,11 @@ workers share a real Redis.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,12 +20,14 @@ import pytest
 from ogshot.api import create_app
 from ogshot.capture import make_provider
 from ogshot.card import parse_card
+from ogshot.cli import main
 from ogshot.fonts import FontSet
 from ogshot.layouts import LayoutRegistry
 from ogshot.service import CardResult, CardService
 from ogshot.settings import Settings
 
 from .conftest import decode
+from .fake_upstream import KEY as UPSTREAM_KEY
 from .fake_upstream import FakeUpstream
 
 #: The fallback reason of a card answered before its capture was ready (a public name).
@@ -176,3 +181,35 @@ def test_two_workers_sharing_redis_capture_a_slow_page_once(
     assert {r.fallback for r in results[-4:]} == {None}
     if deadline == 0:
         assert {r.fallback for r in results} == {None}
+
+
+def test_a_batch_build_waits_for_its_captures_whatever_the_deadline(
+    fake_upstream: FakeUpstream,
+    held: FakeUpstream,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The deadline is for crawlers: a build has nobody waiting, and a card written without its
+    # capture would stay so until the next build.
+    for name in list(os.environ):
+        if name.startswith("OGSHOT_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OGSHOT_CAPTURE", "http")
+    monkeypatch.setenv("OGSHOT_UPSTREAM_URL", fake_upstream.url)
+    monkeypatch.setenv("OGSHOT_UPSTREAM_KEY", UPSTREAM_KEY)
+    monkeypatch.setenv("OGSHOT_CARD_DEADLINE", "0.2")
+    source = tmp_path / "cards.jsonl"
+    source.write_text(
+        json.dumps({"title": "Built", "url": "https://example.com/page-batch", "name": "built"})
+        + "\n",
+        encoding="utf-8",
+    )
+    code = main(["batch", str(source), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "capture_pending" not in err
+    assert held.calls["page-batch"] == 1
+    card = decode((tmp_path / "out" / "built.png").read_bytes())
+    assert card.convert("RGB").getpixel((40, 32))[0] > 200  # the page is in the card
