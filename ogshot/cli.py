@@ -168,7 +168,8 @@ async def _make_card(settings: Settings, card: Card) -> tuple[bytes, str | None]
     """One card through the service, as the API makes it: cache, capture (policy included)."""
     from .service import CardService
 
-    service = CardService.from_settings(settings)
+    # Nobody but the user waits here: wait for the capture (the card deadline is for crawlers).
+    service = CardService.from_settings(settings.model_copy(update={"card_deadline": 0.0}))
     try:
         result = await service.card(card)
     finally:

@@ -183,12 +183,14 @@ def test_two_workers_sharing_redis_capture_a_slow_page_once(
         assert {r.fallback for r in results} == {None}
 
 
-def test_a_batch_build_waits_for_its_captures_whatever_the_deadline(
+@pytest.mark.parametrize("command", ["batch", "render"])
+def test_the_command_line_waits_for_its_captures_whatever_the_deadline(
     fake_upstream: FakeUpstream,
     held: FakeUpstream,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    command: str,
 ) -> None:
     # The deadline is for crawlers: a build has nobody waiting, and a card written without its
     # capture would stay so until the next build.
@@ -202,14 +204,22 @@ def test_a_batch_build_waits_for_its_captures_whatever_the_deadline(
     monkeypatch.setenv("OGSHOT_CARD_DEADLINE", "0.2")
     source = tmp_path / "cards.jsonl"
     source.write_text(
-        json.dumps({"title": "Built", "url": "https://example.com/page-batch", "name": "built"})
+        json.dumps(
+            {"title": "Built", "url": f"https://example.com/page-{command}", "name": "built"}
+        )
         + "\n",
         encoding="utf-8",
     )
-    code = main(["batch", str(source), "--out", str(tmp_path / "out")])
+    out = tmp_path / "out" / "built.png"
+    if command == "batch":
+        code = main(["batch", str(source), "--out", str(tmp_path / "out")])
+    else:
+        out.parent.mkdir()
+        page = f"https://example.com/page-{command}"
+        code = main(["render", "--title", "Built", "--url", page, "-o", str(out)])
     err = capsys.readouterr().err
     assert code == 0, err
-    assert "capture_pending" not in err
-    assert held.calls["page-batch"] == 1
-    card = decode((tmp_path / "out" / "built.png").read_bytes())
+    assert "capture_pending" not in err and "without its capture" not in err
+    assert held.calls[f"page-{command}"] == 1
+    card = decode(out.read_bytes())
     assert card.convert("RGB").getpixel((40, 32))[0] > 200  # the page is in the card
