@@ -80,6 +80,9 @@ def browser_settings(site: Site) -> Settings:
         private_allowlist=site.origin,
         chromium_timeout=10,
         chromium_settle=0.5,
+        # These tests look at what a capture holds: the card waits for it (the card deadline
+        # has a test of its own below).
+        card_deadline=0,
     )
 
 
@@ -488,3 +491,35 @@ def test_blocking_hides_cookie_banners_and_ads_and_skips_ad_requests(
 
 def test_blocking_is_off_by_default() -> None:
     assert Settings(_env_file=None).chromium_block is False  # type: ignore[call-arg]
+
+def test_the_card_deadline_holds_for_the_local_browser(
+    loop: LoopThread,
+    browser_settings: Settings,
+    layouts: LayoutRegistry,
+    fonts: FontSet,
+    site: Site,
+) -> None:
+    # The deadline lives above the providers: a page that takes 2 s to load in the browser
+    # answers a capture_pending card in well under that, then the complete card once it lands.
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, **{**browser_settings.model_dump(), "card_deadline": 0.5}
+    )
+    provider = ChromiumCapture(settings)
+    loop.run(provider.start())
+    svc = CardService(settings, layouts=layouts, fonts=fonts, capture=provider)
+    try:
+        card = Card(title="Slow page", url=f"{site.origin}/slow?s=2&for=deadline")
+        t = time.monotonic()
+        first = loop.run(svc.card(card))
+        waited = time.monotonic() - t
+        assert first.fallback == "capture_pending"
+        assert waited < 1.8
+        give_up = time.monotonic() + 30
+        while svc.captures._inflight:
+            assert time.monotonic() < give_up, "the capture never landed"
+            time.sleep(0.1)
+        complete = loop.run(svc.card(card))
+        assert complete.fallback is None
+        assert image(complete.entry.body).size == (1200, 630)
+    finally:
+        loop.run(svc.aclose())
