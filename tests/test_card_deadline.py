@@ -156,7 +156,11 @@ def test_two_workers_sharing_redis_capture_a_slow_page_once(
     # The lock wait (0.1 s) is far shorter than the capture (1 s): a waiting worker must still
     # not give up and capture the page a second time.
     settings = slow_settings(
-        capture_settings, redis_url=redis_url, cache_lock_wait=0.1, card_deadline=deadline
+        capture_settings,
+        redis_url=redis_url,
+        cache_lock_wait=0.1,
+        card_deadline=deadline,
+        rate_limit="off",  # per-client budgets are not what this is about
     )
     a = service_for(settings, layouts, fonts)
     b = service_for(settings, layouts, fonts)
