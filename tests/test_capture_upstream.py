@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Coroutine
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import httpx
@@ -392,9 +393,9 @@ def test_breaker_opens_then_probes_and_closes_when_upstream_recovers() -> None:
     async def scenario() -> list[str]:
         seen = []
         route.respond(500)
-        for _ in range(5):
+        for i in range(5):  # 5xx over five different sites: the upstream's health
             try:
-                await p.capture(REQ)
+                await p.capture(replace(REQ, url=f"https://site{i}.example/post"))
             except CaptureError as exc:
                 seen.append(exc.reason)
         calls_while_open = route.call_count

@@ -19,6 +19,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -38,10 +39,25 @@ _IMAGE_TYPES = {"image/png", "image/jpeg", "image/jpg", "image/webp", "applicati
 
 
 class CircuitBreaker:
-    """Closed → (``failures`` in a row) → open → (``reset`` seconds) → half-open: one probe.
+    """Closed → (``failures`` counted in a row) → open → (``reset`` seconds) → half-open: one
+    probe. The probe's success closes the circuit; a counted failure opens it again.
 
-    The probe's success closes the circuit; its failure opens it again for another period.
+    It trips on the upstream's health, never on what one page or one client does:
+
+    - a failure of the upstream itself (it cannot be reached, refuses our key, rate-limits us)
+      counts every time: ``failure()``;
+    - a failure one page can cause as well as a sick upstream (a timeout, a 5xx, a broken
+      answer) counts once per distinct site (host) in the current run of failures:
+      ``failure(site)``. A thousand slow pages on one site count one; the same failures
+      spread over many sites are the upstream's;
+    - a refusal about the page itself (a 404, an image over the caps) counts nothing:
+      ``neutral()``.
+
+    Any success ends the run of failures.
     """
+
+    #: Sites remembered in one run of failures, at most (it ends at the next success).
+    MAX_SITES = 1024
 
     def __init__(self, failures: int, reset: float, clock: Clock = time.monotonic) -> None:
         self.threshold = failures
@@ -50,6 +66,7 @@ class CircuitBreaker:
         self.failures = 0
         self.opened_at: float | None = None
         self._probing = False
+        self._sites: set[str] = set()
 
     @property
     def state(self) -> str:
@@ -78,8 +95,16 @@ class CircuitBreaker:
         self.failures = 0
         self.opened_at = None
         self._probing = False
+        self._sites.clear()
 
-    def failure(self) -> None:
+    def failure(self, site: str | None = None) -> None:
+        """A failed call: the upstream's own (no ``site``), or one a page on ``site`` may
+        have caused, which counts only if no other page of that site failed in this run."""
+        if site is not None:
+            if site in self._sites or len(self._sites) >= self.MAX_SITES:
+                self.neutral()  # that site's trouble is counted already
+                return
+            self._sites.add(site)
         self.failures += 1
         if self._probing or self.failures >= self.threshold:
             self.opened_at = self.clock()
@@ -115,8 +140,19 @@ def _timeout() -> CaptureError:
     return CaptureError("upstream_timeout", "the upstream screenshot API timed out", status=504)
 
 
-# Reasons that count against the upstream's health; the others are about the page asked for.
-_NEUTRAL = {"upstream_4xx", "image_too_large", "wrong_size"}
+# What the breaker makes of each failure (see CircuitBreaker). About the page asked for, or our
+# own load: nothing. The upstream's own trouble: every time. Anything else (timeouts, 5xx,
+# broken answers), which one page can cause too: once per site.
+_NEUTRAL = {"upstream_4xx", "image_too_large", "wrong_size", "too_large", "overloaded"}
+_UPSTREAM_WIDE = {"upstream_connect", "upstream_auth", "upstream_429"}
+
+
+def _site(url: str) -> str:
+    """The host a page is on: what one client's pages share."""
+    try:
+        return (urlsplit(url).hostname or url).lower()
+    except ValueError:
+        return url
 
 
 class UpstreamCapture:
@@ -179,10 +215,12 @@ class UpstreamCapture:
         try:
             result = await self._gated(request)
         except CaptureError as exc:
-            if exc.reason in _NEUTRAL or exc.reason == "overloaded":
+            if exc.reason in _NEUTRAL:
                 self.breaker.neutral()
-            else:
+            elif exc.reason in _UPSTREAM_WIDE:
                 self.breaker.failure()
+            else:
+                self.breaker.failure(_site(request.url))
             raise
         except BaseException:
             self.breaker.neutral()  # cancelled: says nothing about the upstream
