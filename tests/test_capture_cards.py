@@ -178,17 +178,18 @@ def test_breaker_opens_and_closes_when_the_upstream_recovers(
     fake_upstream.fail_first = 3
     try:
         for c in _client(s, layouts, fonts):
+            # 5xx from pages on different sites: the upstream's health, not one site's.
             reasons = [
-                _card(c, "https://example.com/flaky", v=str(i)).headers.get("x-ogshot-fallback")
+                _card(c, f"https://site{i}.example/flaky").headers.get("x-ogshot-fallback")
                 for i in range(3)
             ]
             assert reasons == ["upstream_5xx", "upstream_5xx", "circuit_open"]
             assert fake_upstream.calls["flaky"] == 2
             time.sleep(0.35)
-            probe = _card(c, "https://example.com/flaky", v="3")  # half-open probe: still failing
+            probe = _card(c, "https://site3.example/flaky")  # half-open probe: still failing
             assert probe.headers["x-ogshot-fallback"] == "upstream_5xx"
             time.sleep(0.35)
-            ok = _card(c, "https://example.com/flaky", v="4")
+            ok = _card(c, "https://site4.example/flaky")
             assert ok.status_code == 200 and "x-ogshot-fallback" not in ok.headers
             assert ok.headers["cache-control"].startswith("public, max-age=86400")
             assert fake_upstream.calls["flaky"] == 4
