@@ -3,10 +3,11 @@
 One real ``ogshot serve`` on loopback. A few cards are made first (the hits). Then:
 
 1. idle: a probe process asks for the hits one after another and times them;
-2. load: ``--clients`` concurrent clients (default 200) for ``--duration`` seconds (default 60),
-   ``--hit-share`` of them asking for the made cards, the rest for distinct new ones, each
-   client behind its own X-Forwarded-For (the server trusts 127.0.0.1 as its proxy, so every
-   client has its own budget), while the same probe runs again;
+2. load: ``--clients`` concurrent connections (default 200) for ``--duration`` seconds (default
+   60) from ``wrk`` (C, so the load generator takes little of the two cores), ``--hit-share``
+   of them asking for the made cards, the rest for distinct new ones, behind
+   ``X-Forwarded-For`` addresses (the server trusts 127.0.0.1 as its proxy, so each address has
+   its own budget), while the same probe runs again;
 3. after: the probe once more, to see the service normal again.
 
 Prints the probe's p50/p99 idle, under load and after, the ratio load/idle, the load clients'
@@ -20,7 +21,6 @@ before and after. Run it with the render threads (default) or worker processes
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import multiprocessing
 import os
@@ -29,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -87,45 +86,44 @@ def probe(base: str, seconds: float) -> tuple[list[float], int]:
     return result
 
 
-async def _load(base: str, clients: int, hit_share: float, seconds: float) -> dict[str, Any]:
-    codes: Counter[str] = Counter()
-    hit_times: list[float] = []
-    retry_after_missing = 0
-    n_hit_clients = int(clients * hit_share)
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as http:
-        end = time.monotonic() + seconds
+def _wrk(
+    base: str, mode: str, connections: int, seconds: float, addresses: int, think_ms: int
+) -> Any:
+    """Start wrk (C, so the load costs the two cores little) for hits or distinct cold cards."""
+    script = Path(__file__).with_name("overload.lua")
+    return subprocess.Popen(
+        [
+            "wrk",
+            "-t",
+            "2",
+            "-c",
+            str(max(2, connections)),
+            "-d",
+            f"{int(seconds)}s",
+            "--timeout",
+            "60s",
+            "-s",
+            str(script),
+            base,
+            "--",
+            mode,
+            str(os.getpid()),
+            str(addresses),
+            str(len(HITS)),
+            str(think_ms),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
 
-        async def client(n: int) -> None:
-            nonlocal retry_after_missing
-            hits = n < n_hit_clients
-            headers = {"X-Forwarded-For": f"10.{n // 250}.{n % 250}.1"}
-            i = 0
-            while time.monotonic() < end:
-                path = HITS[(n + i) % len(HITS)] if hits else f"/og.png?title=Cold+{n}-{i}&v=ov"
-                t0 = time.perf_counter()
-                try:
-                    r = await http.get(path, headers=headers)
-                except httpx.HTTPError as exc:
-                    codes[type(exc).__name__] += 1
-                    await asyncio.sleep(0.05)
-                    continue
-                if hits:
-                    hit_times.append(time.perf_counter() - t0)
-                codes[str(r.status_code)] += 1
-                if r.status_code in (429, 503):
-                    if "retry-after" not in r.headers:
-                        retry_after_missing += 1
-                    # A polite client: wait as told (capped so the bench keeps pressing).
-                    await asyncio.sleep(min(float(r.headers.get("retry-after", 1)), 1.0))
-                i += 1
 
-        await asyncio.gather(*(client(n) for n in range(clients)))
-    return {
-        "codes": dict(codes),
-        "hit_times": hit_times,
-        "retry_after_missing": retry_after_missing,
-    }
+def _wrk_result(proc: Any) -> dict[str, Any]:
+    out, _ = proc.communicate()
+    line = [x for x in out.splitlines() if x.startswith("{")]
+    if not line:
+        raise SystemExit(f"wrk printed no result: {out}")
+    result: dict[str, Any] = json.loads(line[-1])
+    return result
 
 
 def main() -> None:
@@ -136,6 +134,8 @@ def main() -> None:
     ap.add_argument("--hit-share", type=float, default=0.5, help="share of clients asking hits")
     ap.add_argument("--processes", type=int, default=0, help="OGSHOT_RENDER_PROCESSES")
     ap.add_argument("--rate-limit", default="120/minute", help="OGSHOT_RATE_LIMIT per client")
+    ap.add_argument("--think-ms", type=int, default=200, help="pause of a hit client")
+    ap.add_argument("--addresses", type=int, default=20, help="client addresses per wrk thread")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -177,7 +177,10 @@ def main() -> None:
             here, there = ctx.Pipe()
             prober = ctx.Process(target=_probe, args=(base, args.duration, there))
             prober.start()
-            load = asyncio.run(_load(base, args.clients, args.hit_share, args.duration))
+            n_hit = int(args.clients * args.hit_share)
+            hit_load = _wrk(base, "hit", n_hit, args.duration, args.addresses, args.think_ms)
+            cold_load = _wrk(base, "cold", args.clients - n_hit, args.duration, args.addresses, 0)
+            hit_result, cold_result = _wrk_result(hit_load), _wrk_result(cold_load)
             loaded, loaded_err = here.recv()
             prober.join()
             rss_after = _rss_mb(server.pid)
@@ -186,8 +189,10 @@ def main() -> None:
             server.terminate()
             server.wait(timeout=30)
 
-    codes = load["codes"]
-    other = {k: v for k, v in codes.items() if k not in ("200", "429", "503")}
+    def total(key: str) -> int:
+        return int(hit_result[key]) + int(cold_result[key])
+
+    other_load = total("other_status") + total("socket_errors")
     figures = {
         "clients": args.clients,
         "duration_s": args.duration,
@@ -199,14 +204,15 @@ def main() -> None:
         "probe_after_p99_ms": round(_pct(after, 99), 2),
         "p99_ratio_load_over_idle": round(_pct(loaded, 99) / _pct(idle, 99), 1),
         "probe_requests_idle_load": [len(idle), len(loaded)],
-        "load_client_hits_p50_ms": round(_pct(load["hit_times"], 50), 1),
-        "load_client_hits_p99_ms": round(_pct(load["hit_times"], 99), 1),
-        "status_200": codes.get("200", 0),
-        "status_429": codes.get("429", 0),
-        "status_503": codes.get("503", 0),
-        "other_errors": sum(other.values()) + idle_err + loaded_err + after_err,
-        "other_detail": other,
-        "refusals_without_retry_after": load["retry_after_missing"],
+        "wrk_hit_clients_p50_p99_ms": [hit_result["p50_ms"], hit_result["p99_ms"]],
+        "wrk_hits_200": hit_result["200"],
+        "wrk_cold_p50_p99_ms": [cold_result["p50_ms"], cold_result["p99_ms"]],
+        "status_200": total("200"),
+        "status_429": total("429"),
+        "status_503": total("503"),
+        "status_200_cold": cold_result["200"],
+        "other_errors": other_load + idle_err + loaded_err + after_err,
+        "refusals_without_retry_after": total("no_retry_after"),
         "server_rss_mb_before_after": [round(rss_before, 1), round(rss_after, 1)],
     }
     if args.json:

@@ -22,11 +22,13 @@ on first use ("spawn": safe beside the event loop's threads).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import functools
 import logging
 import multiprocessing
+import os
 import platform
 import threading
 from concurrent.futures import ProcessPoolExecutor
@@ -92,9 +94,16 @@ def release_memory() -> bool:
     return True
 
 
+#: How much lower than the service's own the workers' CPU priority is: when the cores are full,
+#: the process answering cache hits runs first and renders take what is left (bench_overload).
+RENDER_NICE = 10
+
+
 def _start_worker(dirs: tuple[Path, ...]) -> None:
     global _worker_fonts
     tune_allocator()
+    with contextlib.suppress(OSError):
+        os.nice(RENDER_NICE)
     _worker_fonts = FontSet.default(dirs)
 
 
