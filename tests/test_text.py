@@ -334,3 +334,21 @@ def test_dash_stays_with_the_word_before_but_cjk_keeps_uax14() -> None:
     assert units("C + D → E") == ["C + ", "D → ", "E"]
     # Chinese does not space its words: UAX #14 alone decides, a break before the dash stays.
     assert "— " in units("中文 — 日本")
+
+
+@pytest.mark.parametrize("title", ["Hello world, again and again"])
+def test_a_short_title_takes_one_line_when_one_fits_at_a_good_size(
+    fonts: FontSet, title: str
+) -> None:
+    box = dict(width=1040, height=300, max_size=88, min_size=40, max_lines=3, line_height=1.1)
+    fitted = fit(title, fonts=fonts, weight="bold", **box)  # type: ignore[arg-type]
+    assert len(fitted.lines) == 1
+    # It would take two lines at the largest size, and one line costs at most a fifth of it.
+    assert 0.8 * 88 <= fitted.size < 88
+
+
+def test_a_title_that_needs_two_lines_keeps_its_size(fonts: FontSet) -> None:
+    # One line would need less than four fifths of the size: two lines at full size it is.
+    box = dict(width=1040, height=300, max_size=88, min_size=40, max_lines=3, line_height=1.1)
+    fitted = fit("Ship social cards before lunch", fonts=fonts, weight="bold", **box)  # type: ignore[arg-type]
+    assert len(fitted.lines) == 2 and fitted.size == 88

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -54,6 +55,31 @@ def _balance(
         else:
             lo = mid
     return best
+
+
+#: A title that fits one line at this share of its best size is set on one line there.
+ONE_LINE_SHARE = 0.8
+
+
+def _one_line(
+    best: int,
+    min_size: int,
+    attempt: Callable[[int], tuple[list[tuple[int, int]], bool, bool, int, int, int]],
+) -> int:
+    """``best``, or a size a little smaller at which a short title takes one line, not two."""
+    lines, *_ = attempt(best)
+    if len(lines) != 2:
+        return best
+    lo, hi = max(min_size, math.ceil(best * ONE_LINE_SHARE)), best - 1
+    found = None
+    while lo <= hi:  # the largest size whose whole text is one line
+        mid = (lo + hi) // 2
+        spans, left, broke, *_ = attempt(mid)
+        if len(spans) == 1 and not left and not broke:
+            found, lo = mid, mid + 1
+        else:
+            hi = mid - 1
+    return found if found is not None else best
 
 
 def fit(
@@ -112,6 +138,8 @@ def fit(
     if best is None:
         best = largest(complete)
     size = best if best is not None else min_size
+    if best is not None:
+        size = _one_line(best, min_size, attempt)
     spans, left, broke, step, ascent, descent = attempt(size)
     left = left or len(text) > len(setter.text)
     if not left and len(spans) > 1:
