@@ -71,9 +71,7 @@ def _find(source: Path, name: str) -> Path | None:
 
 def _cjk_repertoire() -> set[int]:
     """Kana, hangul, CJK punctuation and the ideographs of JIS X 0208 and GB 2312."""
-    # ASCII too: spaces and punctuation between CJK words stay in the CJK font, as with the
-    # whole font.
-    cps: set[int] = set(range(0x20, 0x7F)) | set(range(0x3000, 0x3100)) | set(range(0x31F0, 0x3200))
+    cps: set[int] = set(range(0x3000, 0x3100)) | set(range(0x31F0, 0x3200))
     cps |= set(range(0xFF00, 0xFFF0)) | set(range(0x3130, 0x3190))
     for cp in [*range(0x4E00, 0xA000), *range(0xAC00, 0xD7A4)]:
         ch = chr(cp)
