@@ -34,7 +34,7 @@ from .errors import RateLimited
 from .fonts import FontSet
 from .layouts import LayoutRegistry, builtin_dir
 from .netguard import UrlPolicy
-from .pagemeta import PageMetaStore, meta_source
+from .pagemeta import PageMeta, PageMetaStore, meta_source
 from .render import RENDERER_VERSION, render_card
 from .settings import Settings
 from .workers import RELEASE_EVERY, ProcessRenderer, release_memory, tune_allocator
@@ -136,6 +136,7 @@ class CardService:
         )
         self.captures.admission = self.admission
         self._inflight: dict[str, asyncio.Task[CardResult]] = {}
+        self._meta_inflight: dict[str, asyncio.Task[PageMeta]] = {}
         self._refresh_failed: TTLCache[str, float] = TTLCache(
             maxsize=4096, ttl=_REFRESH_BACKOFF, timer=clock
         )
@@ -159,7 +160,7 @@ class CardService:
         return cls(settings, capture=make_provider(settings))
 
     async def aclose(self) -> None:
-        for task in list(self._inflight.values()):
+        for task in [*self._inflight.values(), *self._meta_inflight.values()]:
             task.cancel()
         await self.captures.aclose()
         await self.page_meta.aclose()
@@ -375,10 +376,15 @@ class CardService:
         waited = time.perf_counter()
         async with self.admission.slot():  # 429 over the client's budget, 503 when full
             metrics.observe_span("queue", time.perf_counter() - waited)
+            started = time.monotonic()
             capture, fallback = await self._capture_for(card)
             if card.url and not card.title:
                 # After the capture: the local browser has read the page's metadata while there.
-                card, meta_fallback = await self._with_page_meta(card)
+                # What is left of the card deadline bounds this wait too.
+                wait = None
+                if self._capture_wait is not None:
+                    wait = max(0.0, self._capture_wait - (time.monotonic() - started))
+                card, meta_fallback = await self._with_page_meta(card, wait)
                 fallback = fallback or meta_fallback
             render = metrics.queued(self._render)  # times the wait for a render thread
             body = await loop.run_in_executor(self._executor, render, card, capture)
@@ -406,11 +412,16 @@ class CardService:
             return None, exc.reason
         return image, None
 
-    async def _with_page_meta(self, card: Card) -> tuple[Card, str | None]:
+    async def _with_page_meta(
+        self, card: Card, wait: float | None = None
+    ) -> tuple[Card, str | None]:
         """The card with the page's own title (and description, site name where the card has
-        none); without one, a fallback card titled with the host, kept only briefly."""
+        none); without one, a fallback card titled with the host, kept only briefly. Past
+        ``wait`` seconds the read goes on in the background and the card is ``capture_pending``."""
         self.captures.policy.check(card.url)
-        meta = await self.page_meta.get(card.url)
+        meta = await self._page_meta_within(card.url, wait)
+        if meta is None:
+            return card.model_copy(update={"title": card.host}), PENDING
         if not meta.title:
             return card.model_copy(update={"title": card.host}), "no_page_title"
         update = {"title": meta.title}
@@ -420,11 +431,41 @@ class CardService:
             update["site"] = meta.site
         return card.model_copy(update=update), None
 
+    async def _page_meta_within(self, url: str, wait: float | None) -> PageMeta | None:
+        """The page's metadata, or None when it is not read within ``wait`` seconds; the read
+        then goes on (one per URL at a time) and is cached for the next request."""
+        task = self._meta_inflight.get(url)
+        if task is None:
+            task = asyncio.create_task(self.page_meta.get(url), name="page-meta")
+            self._meta_inflight[url] = task
+            task.add_done_callback(partial(self._settle_meta, url))
+        if wait is None:
+            return await asyncio.shield(task)
+        try:
+            async with asyncio.timeout(wait):
+                return await asyncio.shield(task)
+        except TimeoutError:
+            return None
+
+    def _settle_meta(self, url: str, task: asyncio.Task[PageMeta]) -> None:
+        if self._meta_inflight.get(url) is task:
+            del self._meta_inflight[url]
+        if not task.cancelled():
+            task.exception()  # retrieved: every waiter got it already
+
     async def _capture_landed(self, card: Card) -> bool:
-        """Whether a card made as ``capture_pending`` could now be made complete."""
+        """Whether a card made as ``capture_pending`` could now be made complete: its capture
+        is in the cache (where it has a capture box) and so is its page's title (where the
+        card needs one)."""
         if not card.url:
             return False
         try:
+            if not card.title and await self.page_meta.cache.get(
+                PageMetaStore.key(card.url)
+            ) is None:
+                return False
+            if self.layouts.get(card.template).capture is None:
+                return True
             return await self.captures.ready(self.captures.for_card(card.url))
         except Exception:  # never let the check fail the card: the pending one still answers
             log.warning("capture lookup failed for %s", card.url, exc_info=True)

@@ -23,12 +23,14 @@ from ogshot.card import parse_card
 from ogshot.cli import main
 from ogshot.fonts import FontSet
 from ogshot.layouts import LayoutRegistry
+from ogshot.pagemeta import PageMetaStore
 from ogshot.service import CardResult, CardService
 from ogshot.settings import Settings
 
 from .conftest import decode
 from .fake_upstream import KEY as UPSTREAM_KEY
 from .fake_upstream import FakeUpstream
+from .loopback_pages import Site
 
 #: The fallback reason of a card answered before its capture was ready (a public name).
 PENDING = "capture_pending"
@@ -227,3 +229,39 @@ def test_the_command_line_waits_for_its_captures_whatever_the_deadline(
     assert held.calls[f"page-{command}"] == 1
     card = decode(out.read_bytes())
     assert card.convert("RGB").getpixel((40, 32))[0] > 200  # the page is in the card
+
+
+def test_a_slow_page_title_is_bounded_by_the_deadline_too(
+    capture_settings: Settings, layouts: LayoutRegistry, fonts: FontSet
+) -> None:
+    # A card without a title takes it from the page; reading a slow page must not hold the card
+    # past the deadline either. The "card" layout has no capture box: only the title is read.
+    site = Site().start()
+    try:
+        settings = slow_settings(
+            capture_settings, card_deadline=0.3, private_allowlist=site.origin
+        )
+        svc = service_for(settings, layouts, fonts)
+        card = parse_card({"url": f"{site.origin}/slow?s=2.5", "template": "card"})
+
+        async def run() -> tuple[CardResult, float, CardResult]:
+            try:
+                t = time.monotonic()
+                first = await svc.card(card)
+                waited = time.monotonic() - t
+                await landed(svc)
+                give_up = time.monotonic() + 8
+                while await svc.page_meta.cache.get(PageMetaStore.key(card.url or "")) is None:
+                    assert time.monotonic() < give_up, "the page's title never arrived"
+                    await asyncio.sleep(0.02)
+                return first, waited, await svc.card(card)
+            finally:
+                await svc.aclose()
+
+        first, waited, complete = asyncio.run(run())
+    finally:
+        site.stop()
+    assert first.fallback == PENDING
+    assert waited < 1.6
+    assert complete.fallback is None
+    assert complete.entry.body != first.entry.body  # the page's own title, not its host
