@@ -96,7 +96,9 @@ BODY_LIMITS = {"/screenshots/batch": 64 * 1024}
 
 
 class BatchBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: the JSON types the description states, so `"delay": false` or `"width": "800"`
+    # are refused rather than read as numbers.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     urls: list[str] = Field(min_length=1, max_length=BATCH_MAX_URLS)
     width: Width = 1280

@@ -202,6 +202,10 @@ def test_batch_runs_at_most_five_at_once(shot: TestClient, fake_upstream: FakeUp
         {"urls": ["https://example.com/"], "width": 5000},
         {"urls": ["https://example.com/"], "format": "bmp"},
         {"urls": ["https://example.com/"], "bogus": 1},
+        # JSON types as described: no booleans or strings read as numbers, no numbers as flags.
+        {"urls": ["https://example.com/"], "delay": False},
+        {"urls": ["https://example.com/"], "width": "800"},
+        {"urls": ["https://example.com/"], "full_page": 1},
     ],
 )
 def test_bad_batches_are_422(shot: TestClient, body: dict[str, object]) -> None:
