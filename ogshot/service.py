@@ -26,6 +26,7 @@ from . import logs, metrics
 from .budget import Admission
 from .cache import Cache, Entry, TieredCache, make_cache
 from .capture import CaptureError, CaptureProvider, NullCapture, make_provider
+from .capture.decoded import DecodedCaptures
 from .capture.images import decode
 from .capture.store import PENDING, CaptureStore
 from .card import Card
@@ -135,6 +136,8 @@ class CardService:
             settings, self._processes.processes if self._processes is not None else threads
         )
         self.captures.admission = self.admission
+        #: Decoded captures by ETag: a new title on a captured page does not decode it again.
+        self.decoded = DecodedCaptures()
         self._inflight: dict[str, asyncio.Task[CardResult]] = {}
         self._meta_inflight: dict[str, asyncio.Task[PageMeta]] = {}
         self._refresh_failed: TTLCache[str, float] = TTLCache(
@@ -403,10 +406,13 @@ class CardService:
         try:
             request = self.captures.for_card(card.url)
             entry = await self.captures.get(request, wait=self._capture_wait)
-            loop = asyncio.get_running_loop()
-            image = await loop.run_in_executor(
-                self._executor, decode, entry.body, self.settings.capture_max_pixels
-            )
+            image = self.decoded.get(entry.etag)
+            if image is None:
+                loop = asyncio.get_running_loop()
+                image = await loop.run_in_executor(
+                    self._executor, decode, entry.body, self.settings.capture_max_pixels
+                )
+                self.decoded.put(entry.etag, image)
         except CaptureError as exc:
             log.warning("capture failed (%s): %s", exc.reason, exc.detail)
             return None, exc.reason
