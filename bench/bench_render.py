@@ -5,8 +5,10 @@
 Every layout of the registry is measured, title card and screenshot card (a synthetic page
 capture: header, text, a JPEG-served photograph). Then, on the default layout:
 
-- the screenshot card through ogshot's encoder and through Pillow's default PNG path, timed in
-  turn;
+- the screenshot card through ogshot's encoder, through Pillow's default PNG path and through
+  Pillow at compress level 1 (its fastest zlib level), timed in turn;
+- a new title on an already-captured page: the capture's bytes decoded for each card, against
+  the decoded capture kept in memory (``ogshot.capture.decoded``), timed in turn;
 - title cards by ogshot and by @vercel/og (``bench/vercel_og.mjs``), the same sequence of
   distinct titles on both sides (skipped without Node or without the npm packages:
   ``npm install @vercel/og@0.11.1 satori@0.33.5`` in DIR);
@@ -29,13 +31,15 @@ from typing import Any
 from PIL import Image
 
 from ogshot import encode as enc
+from ogshot.capture.decoded import DecodedCaptures
+from ogshot.capture.images import decode
 from ogshot.card import Card
 from ogshot.fonts import FONT_DIR, SEARCH_DIRS, FontSet
 from ogshot.layouts import LayoutRegistry, builtin_dir
 from ogshot.render import fit_box, render_card
 from ogshot.workers import tune_allocator
 
-from .common import paired, summary, synthetic_capture, timings
+from .common import interleaved, summary, synthetic_capture, timings
 
 TITLE = "Ship social cards that load before the crawler gives up"
 #: Distinct titles of ordinary length, rendered in turn by ogshot and by @vercel/og alike.
@@ -57,6 +61,12 @@ HERE = Path(__file__).resolve().parent
 def _pillow_default_png(image: Image.Image) -> bytes:
     out = io.BytesIO()
     image.save(out, "PNG")  # Pillow's defaults: zlib level 6, adaptive filters
+    return out.getvalue()
+
+
+def _pillow_fast_png(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "PNG", compress_level=1)  # Pillow's fastest zlib level, adaptive filters
     return out.getvalue()
 
 
@@ -89,25 +99,73 @@ def against_pillow(registry: LayoutRegistry, fonts: FontSet, n: int) -> dict[str
     card = Card(title=TITLE, subtitle=SUBTITLE, site=SITE)
     image = render_card(card, layout, fonts, capture)
     reps = max(10, n // 2)
-    ours_samples, pillow_samples = paired(
-        lambda: enc.encode(render_card(card, layout, fonts, capture), "png"),
-        lambda: _pillow_default_png(render_card(card, layout, fonts, capture)),
-        reps,
+    ours_total, pillow_total, fast_total = map(
+        summary,
+        interleaved(
+            [
+                lambda: enc.encode(render_card(card, layout, fonts, capture), "png"),
+                lambda: _pillow_default_png(render_card(card, layout, fonts, capture)),
+                lambda: _pillow_fast_png(render_card(card, layout, fonts, capture)),
+            ],
+            reps,
+        ),
     )
-    ours_total, pillow_total = summary(ours_samples), summary(pillow_samples)
-    ours_enc, pillow_enc = paired(
-        lambda: enc.encode(image, "png"), lambda: _pillow_default_png(image), reps
+    ours_encode, pillow_encode, fast_encode = map(
+        summary,
+        interleaved(
+            [
+                lambda: enc.encode(image, "png"),
+                lambda: _pillow_default_png(image),
+                lambda: _pillow_fast_png(image),
+            ],
+            reps,
+        ),
     )
-    ours_encode, pillow_encode = summary(ours_enc), summary(pillow_enc)
     render_only = summary(timings(lambda: render_card(card, layout, fonts, capture), reps))
     return {
         "render_ms": render_only["median_ms"],
         "ogshot": ours_total | {"bytes": len(enc.encode(image, "png"))},
         "pillow_default": pillow_total | {"bytes": len(_pillow_default_png(image))},
+        "pillow_level1": fast_total | {"bytes": len(_pillow_fast_png(image))},
         "ogshot_encode": ours_encode,
         "pillow_default_encode": pillow_encode,
+        "pillow_level1_encode": fast_encode,
         "ratio_total": pillow_total["median_ms"] / ours_total["median_ms"],
         "ratio_encode": pillow_encode["median_ms"] / ours_encode["median_ms"],
+        "ratio_level1_total": fast_total["median_ms"] / ours_total["median_ms"],
+        "ratio_level1_encode": fast_encode["median_ms"] / ours_encode["median_ms"],
+    }
+
+
+def capture_lru(registry: LayoutRegistry, fonts: FontSet, n: int) -> dict[str, Any]:
+    """A new title on a captured page: decode + render + PNG against kept capture + render + PNG."""
+    layout = registry.get("default")
+    served = io.BytesIO()
+    synthetic_capture(3).save(served, "PNG")  # what a capture provider hands back
+    body = served.getvalue()
+    kept = DecodedCaptures()
+    kept.put("capture", decode(body, 40_000_000))
+    counter = itertools.count()
+
+    def card() -> Card:
+        return Card(title=f"{TITLE} #{next(counter)}", subtitle=SUBTITLE, site=SITE)
+
+    def decoded_each_time() -> bytes:
+        return enc.encode(render_card(card(), layout, fonts, decode(body, 40_000_000)), "png")
+
+    def from_memory() -> bytes:
+        capture = kept.get("capture")
+        assert capture is not None
+        return enc.encode(render_card(card(), layout, fonts, capture), "png")
+
+    without, with_lru = map(summary, interleaved([decoded_each_time, from_memory], max(10, n // 2)))
+    decode_only = summary(timings(lambda: decode(body, 40_000_000), max(10, n // 2)))
+    return {
+        "capture_bytes": len(body),
+        "decode": decode_only,
+        "without_lru": without,
+        "with_lru": with_lru,
+        "ratio": without["median_ms"] / with_lru["median_ms"],
     }
 
 
@@ -185,6 +243,7 @@ def figures(n: int = 30, vercel_modules: str | None = None) -> dict[str, Any]:
         "encoder": enc.ENCODER_VERSION,
         "layouts": per_layout(registry, fonts, n),
         "vs_pillow": against_pillow(registry, fonts, n),
+        "capture_lru": capture_lru(registry, fonts, n),
         "vs_vercel_og": against_vercel(registry, fonts, n, modules),
         "formats": other_formats(registry, fonts, n),
     }
@@ -214,6 +273,11 @@ def table(fig: dict[str, Any]) -> str:
     row("screenshot card, render + Pillow default PNG", vp["pillow_default"])
     row("screenshot card, ogshot PNG encode only", vp["ogshot_encode"])
     row("screenshot card, Pillow default PNG encode only", vp["pillow_default_encode"])
+    row("screenshot card, render + Pillow PNG compress level 1", vp["pillow_level1"])
+    row("screenshot card, Pillow PNG compress level 1 encode only", vp["pillow_level1_encode"])
+    lru = fig["capture_lru"]
+    row("screenshot card, capture PNG decoded for the card", lru["without_lru"])
+    row("screenshot card, decoded capture kept in memory", lru["with_lru"])
     vv = fig["vs_vercel_og"]
     if "skipped" not in vv:
         row("title card, ogshot", vv["ogshot"])
@@ -227,7 +291,9 @@ def table(fig: dict[str, Any]) -> str:
     lines.append("")
     lines.append(
         f"Ratios (same run): screenshot card vs Pillow default PNG {vp['ratio_total']:.1f}x "
-        f"end to end, {vp['ratio_encode']:.1f}x encode only"
+        f"end to end, {vp['ratio_encode']:.1f}x encode only; vs Pillow PNG compress level 1 "
+        f"{vp['ratio_level1_total']:.1f}x end to end, {vp['ratio_level1_encode']:.1f}x encode only"
+        + f"; new title on a captured page, kept capture vs decoded {lru['ratio']:.2f}x"
         + (
             f"; title card vs @vercel/og {vv['ratio']:.1f}x"
             if "skipped" not in vv

@@ -88,6 +88,21 @@ def paired(
     return a, b
 
 
+def interleaved(fns: list[Callable[[], object]], n: int, warmup: int = 2) -> list[list[float]]:
+    """Timings of every function of ``fns``, called in turn ``n`` times: like :func:`paired`,
+    for any number of contenders."""
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    out: list[list[float]] = [[] for _ in fns]
+    for _ in range(n):
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn()
+            out[i].append(time.perf_counter() - t0)
+    return out
+
+
 def summary(samples: list[float]) -> dict[str, float]:
     """Median and 95th percentile, in milliseconds."""
     ordered = sorted(samples)
