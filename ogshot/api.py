@@ -107,6 +107,8 @@ def create_app(settings: Settings | None = None, *, service: CardService | None 
     )
     app.state.settings = settings
     app.state.signer = Signer.from_settings(settings)
+    # The clock signed URLs' `exp` is checked against (a seam: tests move it, not the wall).
+    app.state.clock = time.time
     warn_if_open(settings, app.state.signer)
     app.state.card_keys = LRUCache(maxsize=KEY_MEMO_ENTRIES)
     _install_error_handlers(app)
@@ -209,7 +211,9 @@ def _install_routes(app: FastAPI) -> None:
         params = dict(request.query_params)
         check_raw_lengths(params)
         card = parse_card(params)
-        request.app.state.signer.verify(card, params.get("exp"), params.get("sig"), now=time.time())
+        request.app.state.signer.verify(
+            card, params.get("exp"), params.get("sig"), now=request.app.state.clock()
+        )
         svc: CardService = request.app.state.service
         key = svc.key(card)
         query = request.scope["query_string"]
