@@ -89,6 +89,22 @@ def capture_settings(fake_upstream: FakeUpstream) -> Settings:
         capture_max_bytes=4 * 1024 * 1024,
     )
 
+
+@pytest.fixture
+def roomy_capture_settings(capture_settings: Settings) -> Settings:
+    """:func:`capture_settings` with timeouts far above any healthy answer, for tests of the
+    success path that count upstream calls: on a loaded machine a 0.4 s read timeout fires on a
+    good page, the retry makes a second call, and the count (not the timeout) is what fails."""
+    return capture_settings.model_copy(
+        update={
+            "upstream_connect_timeout": 10.0,
+            "upstream_read_timeout": 20.0,
+            "upstream_timeout": 30.0,
+            "upstream_queue_timeout": 10.0,
+            "card_deadline": 0.0,
+        }
+    )
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -97,7 +113,7 @@ def free_port() -> int:
 
 @contextmanager
 def ogshot_serve(
-    cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 30
+    cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120
 ) -> Iterator[str]:
     """A real ``ogshot serve`` process on a free loopback port until the block ends; yields its
     base URL. Only the given OGSHOT_* variables reach it, and it runs in ``cwd`` (no .env)."""
@@ -107,7 +123,7 @@ def ogshot_serve(
 
 @contextmanager
 def ogshot_serve_process(
-    cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 30
+    cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """:func:`ogshot_serve`, also yielding the process (to signal it); its output goes to
     ``cwd / "serve.log"``."""

@@ -60,14 +60,22 @@ def cap_client(
     yield from _client(capture_settings, layouts, fonts, clock)
 
 
+@pytest.fixture
+def roomy_cap_client(
+    roomy_capture_settings: Settings, layouts: LayoutRegistry, fonts: FontSet, clock: Clock
+) -> Iterator[TestClient]:
+    """For success paths that count upstream calls: no timeout can fire on a good page."""
+    yield from _client(roomy_capture_settings, layouts, fonts, clock)
+
+
 def _card(c: TestClient, page: str, **extra: str):  # type: ignore[no-untyped-def]
     return c.get("/og.png", params={"title": "Hello capture", "url": page, **extra})
 
 
 def test_capture_card_is_the_page_with_the_title_over_it(
-    cap_client: TestClient, fake_upstream: FakeUpstream, tmp_path: object
+    roomy_cap_client: TestClient, fake_upstream: FakeUpstream, tmp_path: object
 ) -> None:
-    r = _card(cap_client, "https://example.com/page-one")
+    r = _card(roomy_cap_client, "https://example.com/page-one")
     assert r.status_code == 200, r.text
     assert "x-ogshot-fallback" not in r.headers
     assert r.headers["cache-control"].startswith("public, max-age=86400")
@@ -78,19 +86,19 @@ def test_capture_card_is_the_page_with_the_title_over_it(
     sent = fake_upstream.requests[-1]
     assert (sent["width"], sent["height"], sent["format"]) == ("1200", "630", "png")
 
-    title_only = cap_client.get("/og.png", params={"title": "Hello capture"})
+    title_only = roomy_cap_client.get("/og.png", params={"title": "Hello capture"})
     diff = ImageChops.difference(image.convert("RGB"), decode(title_only.content).convert("RGB"))
     assert ImageStat.Stat(diff).mean[0] > 10
 
 
 def test_a_new_title_on_the_same_page_reuses_the_capture(
-    cap_client: TestClient, fake_upstream: FakeUpstream
+    roomy_cap_client: TestClient, fake_upstream: FakeUpstream
 ) -> None:
-    a = _card(cap_client, "https://example.com/page-two")
-    b = cap_client.get(
+    a = _card(roomy_cap_client, "https://example.com/page-two")
+    b = roomy_cap_client.get(
         "/og.png", params={"title": "Another title", "url": "https://example.com/page-two"}
     )
-    c = _card(cap_client, "https://example.com/page-two", theme="dark")
+    c = _card(roomy_cap_client, "https://example.com/page-two", theme="dark")
     assert a.status_code == b.status_code == c.status_code == 200
     assert len({a.headers["etag"], b.headers["etag"], c.headers["etag"]}) == 3
     assert fake_upstream.calls["page-two"] == 1
@@ -116,22 +124,22 @@ def test_a_new_title_on_the_same_page_reuses_the_capture(
     ],
 )
 def test_every_capture_fault_gives_the_fallback_card(
-    cap_client: TestClient, fake_upstream: FakeUpstream, clock: Clock, page: str, reason: str
+    roomy_cap_client: TestClient, fake_upstream: FakeUpstream, clock: Clock, page: str, reason: str
 ) -> None:
-    r = _card(cap_client, f"https://example.com/{page}")
+    r = _card(roomy_cap_client, f"https://example.com/{page}")
     assert r.status_code == 200, r.text
     assert r.headers["x-ogshot-fallback"] == reason
     assert r.headers["cache-control"] == "public, max-age=60"
     assert decode(r.content).size == (1200, 630)
     # Within its short TTL a repeat is the same fallback, without asking the upstream again...
     calls = fake_upstream.calls[page]
-    again = _card(cap_client, f"https://example.com/{page}")
+    again = _card(roomy_cap_client, f"https://example.com/{page}")
     assert again.headers["x-ogshot-fallback"] == reason
     assert again.headers["cache-control"] == "public, max-age=60"
     assert fake_upstream.calls[page] == calls
     # ...and the first request after it tries the capture again.
     clock.now += 61
-    later = _card(cap_client, f"https://example.com/{page}")
+    later = _card(roomy_cap_client, f"https://example.com/{page}")
     assert later.headers["x-ogshot-fallback"] == reason
     assert fake_upstream.calls[page] > calls
 
@@ -236,10 +244,10 @@ def test_browser_loopback_spellings_never_reach_the_upstream(
 
 
 def test_the_upstream_is_sent_the_canonical_url_and_spellings_share_one_capture(
-    cap_client: TestClient, fake_upstream: FakeUpstream
+    roomy_cap_client: TestClient, fake_upstream: FakeUpstream
 ) -> None:
-    a = _card(cap_client, "HTTPS://ＥＸＡＭＰＬＥ。com:443/a/../page-canon#top")
-    b = _card(cap_client, "https://example.com/page-canon")
+    a = _card(roomy_cap_client, "HTTPS://ＥＸＡＭＰＬＥ。com:443/a/../page-canon#top")
+    b = _card(roomy_cap_client, "https://example.com/page-canon")
     assert a.status_code == b.status_code == 200
     assert a.headers["etag"] == b.headers["etag"]
     assert fake_upstream.calls["page-canon"] == 1

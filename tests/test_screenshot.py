@@ -34,7 +34,17 @@ def shot(
     yield from _client(capture_settings, layouts, fonts)
 
 
-def test_screenshot_defaults_and_caching(shot: TestClient, fake_upstream: FakeUpstream) -> None:
+@pytest.fixture
+def roomy_shot(
+    roomy_capture_settings: Settings, layouts: LayoutRegistry, fonts: FontSet
+) -> Iterator[TestClient]:
+    yield from _client(roomy_capture_settings, layouts, fonts)
+
+
+def test_screenshot_defaults_and_caching(
+    roomy_shot: TestClient, fake_upstream: FakeUpstream
+) -> None:
+    shot = roomy_shot
     r = shot.get("/screenshot", params={"url": "https://example.com/page-s"})
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "image/webp"
