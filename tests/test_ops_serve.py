@@ -38,22 +38,49 @@ def test_metrics_are_summed_across_two_workers(tmp_path: Path) -> None:
     with ogshot_serve(tmp_path, "--workers", "2", env=env) as base:
 
         def both_workers_up() -> bool:
-            text = httpx.get(f"{base}/metrics").text
+            text = httpx.get(f"{base}/metrics", timeout=30).text
             return len([k for k in samples(text) if k[0] == RSS]) == 2
 
-        # /healthz answered as soon as one worker did; the other may still be starting.
-        _until(both_workers_up, 60)
-        n = 24
+        def per_worker() -> list[float]:
+            """Each worker's own count of /og.png requests, read from its own file."""
+            counts = []
+            for db in sorted(folder.glob("counter_*.db")):
+                d = MmapedDict(str(db), read_mode=True)
+                try:
+                    counts.append(
+                        sum(
+                            v
+                            for k, v, _ in d.read_all_values()
+                            if '"ogshot_requests_total"' in k and '"/og.png"' in k
+                        )
+                    )
+                finally:
+                    d.close()
+            return counts
 
         def get(i: int) -> int:
             # A new connection each time, so that both workers' accept loops take some.
-            return httpx.get(f"{base}/og.png", params={"title": f"Card {i % 6}"}).status_code
+            # Timeouts are generous: on a loaded machine a render may take seconds.
+            return httpx.get(
+                f"{base}/og.png", params={"title": f"Card {i % 6}"}, timeout=60
+            ).status_code
 
-        with ThreadPoolExecutor(8) as pool:
-            assert list(pool.map(get, range(n))) == [200] * n
+        # /healthz answered as soon as one worker did; the other may still be starting.
+        _until(both_workers_up, 60)
+        # Which worker accepts a connection is up to the kernel, and on a loaded machine one
+        # worker can take a whole batch: send batches (a bounded number) until both have counted
+        # some, so that the sums below really span two workers.
+        n = 0
+        for _ in range(8):
+            with ThreadPoolExecutor(8) as pool:
+                assert list(pool.map(get, range(n, n + 24))) == [200] * 24
+            n += 24
+            counts = per_worker()
+            if len(counts) == 2 and min(counts) > 0:
+                break
         # Which worker answers a scrape is up to the kernel: every answer must be the total.
         for _ in range(6):
-            text = httpx.get(f"{base}/metrics").text
+            text = httpx.get(f"{base}/metrics", timeout=30).text
             assert value(text, "ogshot_requests_total", route="/og.png", status="200") == n
             assert value(text, "ogshot_request_duration_seconds_count", route="/og.png") == n
             cards = sum(
@@ -64,22 +91,10 @@ def test_metrics_are_summed_across_two_workers(tmp_path: Path) -> None:
             rss = [k for k in samples(text) if k[0] == RSS]
             assert len(rss) == 2, rss  # one series per live worker
         # Both workers did count some of them, in their own files, and the stale file is gone.
-        per_worker = []
-        for db in sorted(folder.glob("counter_*.db")):
-            d = MmapedDict(str(db), read_mode=True)
-            try:
-                per_worker.append(
-                    sum(
-                        v
-                        for k, v, _ in d.read_all_values()
-                        if '"ogshot_requests_total"' in k and '"/og.png"' in k
-                    )
-                )
-            finally:
-                d.close()
-        assert len(per_worker) == 2 and "counter_1.db" not in os.listdir(folder)
-        assert sum(per_worker) == n
-        assert min(per_worker) > 0, f"one worker took every request: {per_worker}"
+        counts = per_worker()
+        assert len(counts) == 2 and "counter_1.db" not in os.listdir(folder)
+        assert sum(counts) == n
+        assert min(counts) > 0, f"one worker took every request in {n}: {counts}"
 
 
 @pytest.fixture
