@@ -163,8 +163,13 @@ class CardService:
         return cls(settings, capture=make_provider(settings))
 
     async def aclose(self) -> None:
-        for task in [*self._inflight.values(), *self._meta_inflight.values()]:
+        # Cancelled work is awaited before the tiers close: a card task's `finally` releases its
+        # lease through the shared tier, and run after the pool closed it would dial a fresh
+        # connection that nothing ever closes.
+        tasks = [*self._inflight.values(), *self._meta_inflight.values()]
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self.captures.aclose()
         await self.page_meta.aclose()
         await self.capture.aclose()

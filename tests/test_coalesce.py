@@ -185,6 +185,34 @@ def test_a_waiter_makes_the_card_itself_when_the_lease_holder_never_delivers(
     assert 0.3 <= waited < 5
 
 
+def test_closing_mid_render_releases_the_lease_before_the_pool_closes(
+    redis_url: str, layouts: LayoutRegistry, fonts: FontSet
+) -> None:
+    """aclose() awaits the cancelled card work: its lease is given back while the Redis pool is
+    still open (not later, on a fresh connection nothing closes)."""
+    settings = make_settings(redis_url=redis_url)
+    svc = SlowService(settings, layouts=layouts, fonts=fonts, delay=0.5)
+    card = parse_card(CARD)
+
+    async def run() -> tuple[bool, bool]:
+        other = RedisCache.from_url(redis_url)
+        try:
+            waiter = asyncio.ensure_future(svc.card(card))
+            for _ in range(500):  # until the render is under way, the lease held
+                if svc.attempts:
+                    break
+                await asyncio.sleep(0.01)
+            assert svc.attempts == 1
+            await svc.aclose()
+            waiter.cancel()
+            await asyncio.gather(waiter, return_exceptions=True)
+            return not svc._inflight, await other.acquire(svc.key(card), 60_000) is not None
+        finally:
+            await other.aclose()
+
+    assert asyncio.run(run()) == (True, True)
+
+
 def test_a_redis_that_is_down_never_fails_a_card(layouts: LayoutRegistry, fonts: FontSet) -> None:
     from .conftest import free_port
 
