@@ -3,11 +3,12 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -160,12 +161,32 @@ def ogshot_serve_process(
         log.close()
 
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real, throw-away ``redis-server`` on a loopback port; yields its URL."""
+def wait_for_port(
+    port: int,
+    proc: subprocess.Popen[bytes],
+    what: str,
+    timeout: float = 10,
+    detail: Callable[[], str] = lambda: "",
+) -> None:
+    """Until something listens on 127.0.0.1:``port``; fails the test when ``proc`` dies or the
+    time runs out, with ``detail()`` (a log, say) in the message."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"{what} did not start {detail()}".strip())
+            time.sleep(0.05)
+
+
+@contextmanager
+def redis_process(cwd: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A real, throw-away ``redis-server`` on a loopback port: its URL and its process. A test
+    may pause it (``SIGSTOP``); it is resumed before it is stopped, whatever happened."""
     exe = shutil.which("redis-server") or "/usr/bin/redis-server"
     port = free_port()
-    cwd = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen(
         [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         cwd=cwd,
@@ -173,19 +194,20 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("redis-server did not start")
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
+        wait_for_port(port, proc, "redis-server")
+        yield f"redis://127.0.0.1:{port}/0", proc
     finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real, throw-away ``redis-server`` on a loopback port; yields its URL."""
+    with redis_process(tmp_path_factory.mktemp("redis")) as (url, _):
+        yield url
 
 
 @pytest.fixture

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +21,7 @@ from ogshot.layouts import LayoutRegistry
 from ogshot.service import CardService
 from ogshot.settings import Settings
 
-from .conftest import free_port
+from .conftest import redis_process
 
 
 class Clock:
@@ -46,30 +43,9 @@ def entry(created: float, body: bytes = b"x" * 1000, ttl: float = 60.0) -> Entry
 def hung_redis(tmp_path: Path) -> Iterator[str]:
     """A real redis-server of this test's own, then paused (``SIGSTOP``): it accepts connections
     and never answers. Resumed and stopped in teardown."""
-    exe = shutil.which("redis-server") or "/usr/bin/redis-server"
-    port = free_port()
-    proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("redis-server did not start")
-                time.sleep(0.05)
+    with redis_process(tmp_path) as (url, proc):
         os.kill(proc.pid, signal.SIGSTOP)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        os.kill(proc.pid, signal.SIGCONT)
-        proc.terminate()
-        proc.wait(timeout=10)
+        yield url
 
 
 def test_a_hung_redis_costs_one_timeout_then_nothing_per_miss(

@@ -10,10 +10,8 @@ schemas; compose.yaml by what its services must agree on.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,7 +25,7 @@ import yaml
 
 from ogshot.settings import Settings
 
-from .conftest import decode, free_port, ogshot_serve
+from .conftest import decode, free_port, ogshot_serve, wait_for_port
 from .fake_upstream import KEY as UPSTREAM_KEY
 from .fake_upstream import FakeUpstream
 from .test_ops import value
@@ -283,15 +281,7 @@ def nginx_in_front(
             stderr=subprocess.DEVNULL,
         )
         try:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                        break
-                except OSError:
-                    assert proc.poll() is None, (prefix / "error.log").read_text()
-                    assert time.monotonic() < deadline, "nginx did not start"
-                    time.sleep(0.05)
+            wait_for_port(port, proc, "nginx", detail=lambda: (prefix / "error.log").read_text())
             yield f"http://127.0.0.1:{port}", origin
         finally:
             proc.terminate()

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,7 +20,7 @@ from ogshot.card import parse_card
 from ogshot.settings import Settings
 from ogshot.signing import Signer
 
-from .conftest import decode, free_port, ogshot_serve, ogshot_serve_process
+from .conftest import decode, free_port, ogshot_serve, ogshot_serve_process, redis_process
 from .fake_upstream import KEY as UPSTREAM_KEY
 from .fake_upstream import FakeUpstream
 from .test_ops import samples, value
@@ -100,28 +98,8 @@ def test_metrics_are_summed_across_two_workers(tmp_path: Path) -> None:
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """A redis-server for this test alone: it gets stopped (SIGSTOP) and resumed."""
-    exe = shutil.which("redis-server") or "/usr/bin/redis-server"
-    port = free_port()
-    proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, "no redis-server"
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0", proc
-    finally:
-        proc.send_signal(signal.SIGCONT)  # never leave it stopped, whatever happened
-        proc.terminate()
-        proc.wait(timeout=10)
+    with redis_process(tmp_path) as found:
+        yield found
 
 
 def _until(check: object, seconds: float) -> float:
