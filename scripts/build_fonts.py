@@ -25,28 +25,11 @@ from pathlib import Path
 from fontTools import subset
 from fontTools.ttLib import TTCollection, TTFont
 
-SCRIPT_FAMILIES = (
-    "NotoSans",
-    "NotoSansArabic",
-    "NotoSansHebrew",
-    "NotoSansDevanagari",
-    "NotoSansBengali",
-    "NotoSansGurmukhi",
-    "NotoSansGujarati",
-    "NotoSansTamil",
-    "NotoSansTelugu",
-    "NotoSansKannada",
-    "NotoSansMalayalam",
-    "NotoSansSinhala",
-    "NotoSansThai",
-    "NotoSansLao",
-    "NotoSansKhmer",
-    "NotoSansMyanmar",
-    "NotoSansGeorgian",
-    "NotoSansArmenian",
-    "NotoSansEthiopic",
-    "NotoSansSymbols2",
-)
+from ogshot.fonts import CJK, FALLBACK_FAMILIES
+
+#: The script families of the fallback chain, up to the CJK collection (built apart, below), and
+#: the symbols the titles use; the chain itself is the one place that names them.
+SCRIPT_FAMILIES = (*FALLBACK_FAMILIES[: FALLBACK_FAMILIES.index(CJK)], "NotoSansSymbols2")
 WEIGHTS = ("Regular", "Bold")
 #: Regions of the CJK collection, in the order the font set expects (jp, kr, sc).
 CJK_FACES = ("Noto Sans CJK JP", "Noto Sans CJK KR", "Noto Sans CJK SC")
