@@ -25,6 +25,7 @@ from ogshot.settings import Settings
 
 from .fake_upstream import KEY as UPSTREAM_KEY
 from .fake_upstream import FakeUpstream
+from .loopback_pages import Canary, Site
 
 
 @pytest.fixture(scope="session")
@@ -219,3 +220,19 @@ def redis_url(redis_server: str) -> str:
     client.flushall()
     client.close()
     return redis_server
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[Site]:
+    """Pages served on loopback, the origin a test allows (``OGSHOT_PRIVATE_ALLOWLIST``)."""
+    s = Site().start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def canary() -> Iterator[Canary]:
+    """A second loopback server that the guard must keep every browser away from."""
+    c = Canary().start()
+    yield c
+    c.stop()

@@ -59,20 +59,6 @@ def loop() -> Iterator[LoopThread]:
 
 
 @pytest.fixture(scope="module")
-def site() -> Iterator[Site]:
-    s = Site().start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="module")
-def canary() -> Iterator[Canary]:
-    c = Canary().start()
-    yield c
-    c.stop()
-
-
-@pytest.fixture(scope="module")
 def browser_settings(site: Site) -> Settings:
     return Settings(  # type: ignore[call-arg]
         _env_file=None,

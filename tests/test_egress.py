@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -14,20 +13,6 @@ from ogshot.netguard import UrlPolicy
 from ogshot.settings import Settings
 
 from .loopback_pages import Canary, Site
-
-
-@pytest.fixture(scope="module")
-def site() -> Iterator[Site]:
-    s = Site().start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="module")
-def canary() -> Iterator[Canary]:
-    c = Canary().start()
-    yield c
-    c.stop()
 
 
 def policy_for(site: Site) -> AddressPolicy:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -51,13 +50,6 @@ def test_long_values_are_cut_to_the_card_limits() -> None:
     meta = parse_html(f"<title>{'word ' * 400}</title>")
     assert len(meta.title) <= MAX_TITLE and meta.title.endswith("…")
     assert parse_html("<title>a\x00b\x07c</title>").title == "abc"  # cleaned like card text
-
-
-@pytest.fixture(scope="module")
-def site() -> Iterator[Site]:
-    s = Site().start()
-    yield s
-    s.stop()
 
 
 def fetcher(site: Site, **kw: object) -> HtmlMetaFetcher:
