@@ -11,10 +11,10 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Any
 
 from cachetools import LRUCache
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
@@ -191,23 +191,12 @@ def _install_routes(app: FastAPI) -> None:
             304: {"description": "Not modified: `If-None-Match` matched the ETag"},
             **openapi.error_responses(403, 404, 429, 503),
         },
+        openapi_extra=openapi.card_query(),
     )
-    async def og_image(
-        request: Request,
-        title: Annotated[str | None, Query(description="The headline")] = None,
-        subtitle: Annotated[str | None, Query(description="Second line")] = None,
-        site: Annotated[str | None, Query(description="Small label; default: url's host")] = None,
-        url: Annotated[str | None, Query(description="Page to capture (http/https)")] = None,
-        template: Annotated[str | None, Query(description="Layout name")] = None,
-        theme: Annotated[str | None, Query(description="auto, light or dark")] = None,
-        accent: Annotated[str | None, Query(description="Accent colour #rrggbb")] = None,
-        format: Annotated[str | None, Query(description="png, jpeg or webp")] = None,
-        v: Annotated[str | None, Query(description="Opaque cache buster")] = None,
-        exp: Annotated[str | None, Query(description="Signed URLs: expiry, Unix seconds")] = None,
-        sig: Annotated[str | None, Query(description="Signed URLs: the signature")] = None,
-    ) -> Response:
-        """A 1200×630 social card. Parameters are declared for the OpenAPI page; ``Card``
-        validates them all at once, so every bad value gets the same error shape."""
+    async def og_image(request: Request) -> Response:
+        """A 1200×630 social card. ``Card`` validates the parameters all at once, so every bad
+        value gets the same error shape."""
+        # The parameters are declared for the description only (openapi.card_query).
         params = dict(request.query_params)
         check_raw_lengths(params)
         card = parse_card(params)

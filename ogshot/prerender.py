@@ -14,11 +14,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
+from . import openapi
 from .access import require_api_token
 from .card import Card, check_raw_lengths, parse_card
 from .errors import InvalidParameter, OgshotError, PayloadTooLarge
@@ -72,19 +73,15 @@ def wants_json(accept: str | None) -> bool:
     "/meta",
     response_class=Response,
     responses={200: {"content": {"text/html": {}, "application/json": {}}}},
+    openapi_extra=openapi.card_query(
+        signed=False,
+        descriptions={
+            "format": "png or jpeg (webp is linked as png)",
+            "v": "Your own cache buster, hashed into v",
+        },
+    ),
 )
-async def meta(
-    request: Request,
-    title: Annotated[str | None, Query(description="The headline")] = None,
-    subtitle: Annotated[str | None, Query(description="Second line")] = None,
-    site: Annotated[str | None, Query(description="Small label; default: url's host")] = None,
-    url: Annotated[str | None, Query(description="Page to capture (http/https)")] = None,
-    template: Annotated[str | None, Query(description="Layout name")] = None,
-    theme: Annotated[str | None, Query(description="auto, light or dark")] = None,
-    accent: Annotated[str | None, Query(description="Accent colour #rrggbb")] = None,
-    format: Annotated[str | None, Query(description="png or jpeg (webp is linked as png)")] = None,
-    v: Annotated[str | None, Query(description="Your own cache buster, hashed into v")] = None,
-) -> Response:
+async def meta(request: Request) -> Response:
     """The ``<meta>`` tags of a card: ``og:image`` (absolute, fingerprinted, signed when signing
     is on), its size, type and alt text, and X's ``summary_large_image``. JSON when ``Accept``
     prefers ``application/json``."""
