@@ -105,7 +105,12 @@ def _after_a_word(parts: tuple[str, ...], index: int) -> bool:
     i = index - 1
     while i >= 0 and parts[i].isspace():
         i -= 1
-    return i >= 0 and ucd.script(parts[i][0]) not in _UNSPACED
+    return i >= 0 and not unspaced(parts[i])
+
+
+def unspaced(cluster: str) -> bool:
+    """Whether a cluster belongs to a script written without spaces between its words."""
+    return ucd.script(cluster[0]) in _UNSPACED
 
 
 def _hangul(cluster: str) -> bool:

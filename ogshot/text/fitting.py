@@ -144,6 +144,8 @@ def fit(
     left = left or len(text) > len(setter.text)
     if not left and len(spans) > 1:
         spans = _balance(setter, spans, width, size, units, broke)
+        if broke:
+            spans = setter.even_cuts(spans, width, size, units)
     texts = [setter.parts[i:j] for i, j in spans]
     if left and spans:
         texts[-1] = setter.ellipsize(*spans[-1], width, size)
