@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import re
-import unicodedata
 from collections.abc import Mapping
 from typing import Any, Literal
 
+# The current Unicode character database: Python's own is the one it was released with (14.0 for
+# 3.11), which knows no emoji from 15.0 on and would take them for unassigned code points.
+import unicodedata2 as unicodedata
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from .errors import InvalidParameter

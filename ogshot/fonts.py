@@ -396,7 +396,9 @@ class FontSet:
         """Characters of ``text`` that no font of the set has, by script name."""
         found: dict[str, str] = {}
         for ch in dict.fromkeys(text):
-            if ch.isspace() or _ignorable(ch) or not ch.isprintable() or self.has_glyph(ch):
+            # Separators and "other" characters (controls, format, unassigned) need no glyph; the
+            # category comes from the current Unicode database, so new emoji are judged too.
+            if _ignorable(ch) or ucd.category(ch)[0] in "ZC" or self.has_glyph(ch):
                 continue
             script = script_name(ch)
             found[script] = found.get(script, "") + ch

@@ -2,10 +2,16 @@
 
     python scripts/build_fonts.py SOURCE_DIR [OUT_DIR]
 
-SOURCE_DIR holds the Noto files (Debian's fonts-noto-core, fonts-noto-cjk and
-fonts-noto-color-emoji install them under /usr/share/fonts). Every file is licensed under the
-SIL Open Font License 1.1, which allows subsetting and redistribution with the licence; none of
-the Reserved Font Names is used by the result.
+SOURCE_DIR holds the Noto files of the Debian packages in :data:`SOURCES`, unpacked into it::
+
+    apt-get download fonts-noto-core=20201225-1 fonts-noto-cjk=1:20220127+repack1-1 \
+        fonts-noto-color-emoji=2.051-0+deb13u1
+    for deb in *.deb; do dpkg-deb -x "$deb" SOURCE_DIR; done
+
+(the emoji package is Debian 13's, the others Debian 12's: apt needs a trixie line in its
+sources for the first). The build checks the versions it reads and stops on any other. Every file
+is licensed under the SIL Open Font License 1.1, which allows subsetting and redistribution with
+the licence; none of the Reserved Font Names is used by the result.
 
 What is kept, and why (the README's fonts section gives the sizes):
 - the script families (Arabic, Hebrew, Indic, Thai, Georgian, Ethiopic…): whole character sets,
@@ -14,7 +20,7 @@ What is kept, and why (the README's fonts section gives the sizes):
 - Noto Sans CJK: one collection with the Japanese, Korean and Simplified Chinese faces, each cut
   to the same repertoire (kana, the JIS X 0208 and GB 2312 ideographs, KS X 1001's 2,350 hangul),
   so the three faces share one set of outlines;
-- Noto Color Emoji: whole (its bitmaps are the file).
+- Noto Color Emoji: whole (its bitmaps are the file, palette PNGs that re-encoding makes larger).
 """
 
 from __future__ import annotations
@@ -33,6 +39,13 @@ SCRIPT_FAMILIES = (*FALLBACK_FAMILIES[: FALLBACK_FAMILIES.index(CJK)], "NotoSans
 WEIGHTS = ("Regular", "Bold")
 #: Regions of the CJK collection, in the order the font set expects (jp, kr, sc).
 CJK_FACES = ("Noto Sans CJK JP", "Noto Sans CJK KR", "Noto Sans CJK SC")
+#: The Debian packages the build reads, and the version string (name table, ID 5) it expects of
+#: the file each brings: one fixed source, so that a rebuild gives the same fonts.
+SOURCES: tuple[tuple[str, str, str, str], ...] = (
+    ("fonts-noto-core", "20201225-1", "NotoSansArabic-Regular.ttf", "Version 2.005;"),
+    ("fonts-noto-cjk", "1:20220127+repack1-1", "NotoSansCJK-Regular.ttc", "Version 2.004;"),
+    ("fonts-noto-color-emoji", "2.051-0+deb13u1", "NotoColorEmoji.ttf", "Version 2.051;"),
+)
 
 
 def _options() -> subset.Options:
@@ -103,7 +116,8 @@ def _cjk(source: Path, out: Path) -> None:
             glyphs |= {cmap[cp] for cp in wanted if cp in cmap}
         kept = []
         for name in CJK_FACES:
-            font = TTFont(str(path), fontNumber=list(collection.fonts).index(faces[name]))
+            number = list(collection.fonts).index(faces[name])
+            font = TTFont(str(path), fontNumber=number)
             options = _options()
             # Exactly these glyphs in every face (no per-face closure), so that they can share
             # one outline table; lookups to glyphs left out are dropped.
@@ -128,9 +142,24 @@ def _emoji(source: Path, out: Path) -> None:
         (out / path.name).write_bytes(path.read_bytes())
 
 
+def _check_sources(source: Path) -> None:
+    """Stop unless SOURCE_DIR holds the releases of :data:`SOURCES`."""
+    for package, version, name, expected in SOURCES:
+        path = _find(source, name)
+        if path is None:
+            sys.exit(f"{name} not found: unpack {package} {version} into {source}")
+        font = TTFont(str(path), lazy=True, fontNumber=0)
+        found = font["name"].getDebugName(5) or ""
+        font.close()
+        if not found.startswith(expected):
+            sys.exit(f"{path}: {found!r}, expected {expected!r} ({package} {version})")
+        print(f"{package} {version}: {path}", file=sys.stderr)
+
+
 def main(argv: list[str]) -> None:
     source = Path(argv[1])
     out = Path(argv[2]) if len(argv) > 2 else Path(__file__).parent.parent / "ogshot/fonts/noto"
+    _check_sources(source)
     out.mkdir(parents=True, exist_ok=True)
     _script_fonts(source, out)
     _cjk(source, out)

@@ -10,12 +10,22 @@ import logging
 from functools import cache
 from pathlib import Path
 
+import numpy as np
 import pytest
-from PIL import Image
+import uharfbuzz as hb
+from PIL import Image, ImageDraw
 
 from ogshot.card import Card
 from ogshot.cli import main
-from ogshot.fonts import BUNDLED_DIR, FONT_DIR, SEARCH_DIRS, FontSet, search_path
+from ogshot.fonts import (
+    BUNDLED_DIR,
+    EMOJI,
+    EMOJI_SIZE,
+    FONT_DIR,
+    SEARCH_DIRS,
+    FontSet,
+    search_path,
+)
 from ogshot.layouts import LayoutRegistry
 from ogshot.render import render_detailed
 from ogshot.samples import TITLES
@@ -138,3 +148,69 @@ def test_fonts_command_prints_coverage_by_script(
     assert "100.0%" in rows["Hebrew"] or "99" in rows["Hebrew"]
     assert str(BUNDLED_DIR) in out
     assert "no font for" in out and "Tibetan" in out.split("no font for")[1]
+
+
+#: Emoji sequences drawn as one picture by a current Noto Color Emoji (2.051, Unicode 17).
+#: The families are Google's design since Emoji 15.1 (grey silhouettes on a tile, as Unicode
+#: recommends), one glyph each; the others are new in Emoji 16 and 17 and colourful.
+SEQUENCES = {
+    "family": "\U0001f469\u200d\U0001f469\u200d\U0001f467\u200d\U0001f466",
+    "family-adult-adult-child": "\U0001f9d1\u200d\U0001f9d1\u200d\U0001f9d2",
+    "ballet-dancers-17": "\U0001f9d1\u200d\U0001fa70",
+    "flag-sark-16": "\U0001f1e8\U0001f1f6",
+    "face-with-bags-under-eyes-16": "\U0001fae9",
+    "leafless-tree-16": "\U0001fabe",
+    "distorted-face-17": "\U0001faea",
+}
+
+
+def _emoji_face() -> Path:
+    return next(face for face in bare().faces if face.name == EMOJI).files["regular"]
+
+
+@pytest.mark.parametrize("sequence", SEQUENCES.values(), ids=SEQUENCES.keys())
+def test_emoji_sequences_are_one_glyph_of_the_bundled_emoji_font(sequence: str) -> None:
+    path = _emoji_face()
+    assert path.is_relative_to(BUNDLED_DIR)
+    assert bare().covers(EMOJI, sequence) and bare().pick(sequence) == EMOJI
+    font = hb.Font(hb.Face(hb.Blob.from_file_path(str(path))))
+    buf = hb.Buffer()
+    buf.add_str(sequence)
+    buf.guess_segment_properties()
+    hb.shape(font, buf)
+    # One picture for the whole sequence: not its people side by side, not a missing glyph.
+    assert [info.codepoint != 0 for info in buf.glyph_infos] == [True], sequence
+
+
+def _coloured_share(sequence: str) -> float:
+    """Share of the opaque pixels of ``sequence`` drawn by the bundled emoji font that are
+    clearly coloured (channels more than 48 apart), as the renderer draws emoji."""
+    font = bare().font(EMOJI, "regular", EMOJI_SIZE)
+    ascent, descent = font.getmetrics()
+    image = Image.new("RGBA", (2 * EMOJI_SIZE, ascent + descent), (0, 0, 0, 0))
+    ImageDraw.Draw(image).text((0, ascent), sequence, font=font, embedded_color=True, anchor="ls")
+    pixels = np.asarray(image).astype(int)
+    opaque = pixels[..., :3][pixels[..., 3] > 128]
+    assert len(opaque) > 1000, sequence  # something is drawn
+    return float(((opaque.max(axis=1) - opaque.min(axis=1)) > 48).mean())
+
+
+def test_emoji_new_in_unicode_16_and_17_are_drawn_in_colour_on_a_bare_card(
+    layouts: LayoutRegistry,
+) -> None:
+    new = [SEQUENCES[k] for k in SEQUENCES if k.endswith(("-16", "-17"))]
+    title = "Release notes " + " ".join(new)
+    assert bare().missing(title) == {}
+    result = render_detailed(Card(title=title), layouts.get("default"), bare())
+    drawn = [
+        c
+        for placed in result.placed
+        for line in placed.fitted.lines
+        for run in line.runs
+        if run.font == EMOJI
+        for c in clusters(run.text)
+        if not c.isspace()
+    ]
+    assert sorted(drawn) == sorted(new)
+    for sequence in new:
+        assert _coloured_share(sequence) > 0.3, sequence

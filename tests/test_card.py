@@ -18,6 +18,9 @@ from ogshot.errors import InvalidParameter
             "family \U0001f468\u200d\U0001f469\u200d\U0001f467",
         ),
         ("private \ue000 use", "private use"),
+        ("unassigned \u0378 code point", "unassigned code point"),
+        # Emoji of Unicode 15 to 17 are assigned characters, kept for the emoji font to draw.
+        ("goose \U0001fabf harp \U0001fa89", "goose \U0001fabf harp \U0001fa89"),
     ],
 )
 def test_clean_text(raw: str, clean: str) -> None:
