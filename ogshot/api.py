@@ -21,7 +21,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import __version__, ghost, openapi, ops, pages, prerender, robots, screenshots
+from . import __version__, ghost, metrics, openapi, ops, pages, prerender, robots, screenshots
 from . import card as card_limits
 from .access import warn_if_open
 from .card import check_raw_lengths, parse_card
@@ -29,6 +29,7 @@ from .clients import ClientRule, TrustedProxies, parse_networks
 from .conditional import byte_range, none_match
 from .errors import OgshotError, UriTooLong
 from .headers import Conditions
+from .pacing import PACER, Pacer
 from .protocol import BodyLimit, HttpLayer, allowed_methods
 from .service import CardResult, CardService
 from .settings import Settings, load_settings
@@ -79,9 +80,10 @@ class QueryLimit:
 def create_app(settings: Settings | None = None, *, service: CardService | None = None) -> FastAPI:
     """Build the ASGI app. Tests pass their own settings or a ready service."""
     settings = settings or load_settings()
+    client_rule = ClientRule(parse_networks(settings.trusted_proxies))
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         svc = service or CardService.from_settings(settings)
         app.state.service = svc
         # Everything loaded so far (fonts, layouts, the framework) lives as long as the process:
@@ -89,7 +91,8 @@ def create_app(settings: Settings | None = None, *, service: CardService | None 
         gc.freeze()
         try:
             async with ops.running(settings, svc):
-                yield
+                # The server hands this state to each connection (connection.py reads the pacer).
+                yield {PACER: pacer_for(app, svc, client_rule, settings.refusal_pause)}
         finally:
             await svc.aclose()
 
@@ -139,8 +142,23 @@ def create_app(settings: Settings | None = None, *, service: CardService | None 
     # Every answer, these layers' own included, is counted and logged.
     app.add_middleware(ops.RequestObserver)
     # Outermost of all: who the client is (trusted proxies only) is known before anything runs.
-    app.add_middleware(TrustedProxies, rule=ClientRule(parse_networks(settings.trusted_proxies)))
+    app.add_middleware(TrustedProxies, rule=client_rule)
     return app
+
+
+def pacer_for(app: FastAPI, svc: CardService, rule: ClientRule, pause: float) -> Pacer:
+    """The connections' pacer: refused clients as the service's admission remembers them, and a
+    repeat query of a card fresh in memory (the fast path's road) never held."""
+    memo: LRUCache[bytes, str] = app.state.card_keys
+
+    def fresh_hit(method: bytes, target: bytes) -> bool:
+        path, _, query = target.partition(b"?")
+        if path != b"/og.png" or method not in (b"GET", b"HEAD"):
+            return False
+        key = memo.get(query)
+        return key is not None and svc.fresh_entry(key) is not None
+
+    return Pacer(svc.admission.refused, rule, pause, fresh_hit, on_hold=metrics.request_paced)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -30,6 +30,7 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from .clients import CLIENT, budget_key
 from .errors import ConfigError, Overloaded, RateLimited
+from .pacing import RefusedClients
 from .settings import Settings
 
 log = logging.getLogger("ogshot")
@@ -90,9 +91,13 @@ class Budget:
             log.warning("rate-limit store unavailable, not counting: %r", exc)
             return
         wait = max(1, math.ceil(stats.reset_time - time.time()))
-        raise RateLimited(
+        raise self.refusal(min(wait, self.item.get_expiry()))
+
+    def refusal(self, retry_after: int) -> RateLimited:
+        """The 429 of a client over its budget, to come back in ``retry_after`` seconds."""
+        return RateLimited(
             f"too many new cards from this client (limit {self.item}); cached cards still answer",
-            retry_after=min(wait, self.item.get_expiry()),
+            retry_after=retry_after,
         )
 
 
@@ -134,11 +139,17 @@ class Gate:
 
 
 class Admission:
-    """The budget, then the gate: what every cache miss passes before any work."""
+    """The budget, then the gate: what every cache miss passes before any work.
 
-    def __init__(self, budget: Budget, gate: Gate) -> None:
+    Every refusal is remembered in :attr:`refused` until its ``Retry-After`` (see pacing.py): a
+    client refused for its budget has its next new cards refused from that memory, without a
+    round trip to the rate-limit store, until the time it was given has passed.
+    """
+
+    def __init__(self, budget: Budget, gate: Gate, refused: RefusedClients | None = None) -> None:
         self.budget = budget
         self.gate = gate
+        self.refused = refused if refused is not None else RefusedClients()
 
     @classmethod
     def from_settings(cls, settings: Settings, workers: int) -> Admission:
@@ -156,10 +167,25 @@ class Admission:
         if _ADMITTED.get():
             yield
             return
-        await self.budget.charge(CLIENT.get())
-        async with self.gate.slot():
-            token = _ADMITTED.set(True)
-            try:
-                yield
-            finally:
-                _ADMITTED.reset(token)
+        client = CLIENT.get()
+        left = self.refused.budget_left(client)
+        if left > 0:
+            raise self.budget.refusal(max(1, math.ceil(left)))
+        try:
+            await self.budget.charge(client)
+        except RateLimited as exc:
+            self.refused.note(client, exc.retry_after or 1, budget=True)
+            raise
+        entered = False
+        try:
+            async with self.gate.slot():
+                entered = True
+                token = _ADMITTED.set(True)
+                try:
+                    yield
+                finally:
+                    _ADMITTED.reset(token)
+        except Overloaded as exc:
+            if not entered:
+                self.refused.note(client, exc.retry_after or 1, budget=False)
+            raise

@@ -12,6 +12,11 @@ request task) for as long as it likes. Here each request gets:
   when no answer has started.
 
 Both are totals, not gaps between bytes: dripping bytes does not extend them.
+
+It also paces clients that were refused (see ``pacing.py``): when a request's first bytes come
+from a client told to come back later (429/503 with ``Retry-After``) before that time, the
+connection stops reading for what is left of it, at most ``OGSHOT_REFUSAL_PAUSE`` seconds, and
+then serves the request as any other. Neither deadline runs while a request is held.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
 from .errors import RequestTimeout
+from .pacing import PACER, Pacer
 
 _TIMEOUT = RequestTimeout("the request did not arrive in time")
 _TIMEOUT_BODY = json.dumps({"error": _TIMEOUT.code, "detail": _TIMEOUT.detail}).encode()
@@ -56,13 +62,51 @@ class DeadlineH11Protocol(H11Protocol):
         self.body_timeout = body_timeout
         self._deadline: asyncio.TimerHandle | None = None
         self._waiting_for: str | None = None
+        pacer = app_state.get(PACER)
+        self._pacer: Pacer | None = pacer if isinstance(pacer, Pacer) else None
+        #: A request's first bytes held back while its client is paced, and the timer that ends it.
+        self._held: list[bytes] | None = None
+        self._release: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
         self._follow()
 
     def data_received(self, data: bytes) -> None:
+        if self._held is not None:
+            self._held.append(data)  # already on its way when reading paused: it waits too
+            return
+        if self._pacer is not None and self._at_request_start():
+            peer = self.client[0] if self.client else None
+            pause = self._pacer.hold_for(peer, data)
+            if pause > 0:
+                self._hold(data, pause)
+                return
         super().data_received(data)
+        self._follow()
+
+    def _at_request_start(self) -> bool:
+        """Between two requests: the last answer is out and nothing of the next one is read."""
+        return (
+            self.conn.their_state is h11.IDLE
+            and not self.conn.trailing_data[0]
+            and (self.cycle is None or self.cycle.response_complete)
+        )
+
+    def _hold(self, data: bytes, pause: float) -> None:
+        self._held = [data]
+        self.transport.pause_reading()
+        self._unset_keepalive_if_required()
+        self._arm(None)
+        self._release = self.loop.call_later(pause, self._resume)
+
+    def _resume(self) -> None:
+        self._release = None
+        held, self._held = self._held, None
+        if held is None or self.transport.is_closing():
+            return
+        self.transport.resume_reading()
+        super().data_received(b"".join(held))
         self._follow()
 
     def on_response_complete(self) -> None:
@@ -71,6 +115,10 @@ class DeadlineH11Protocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._arm(None)
+        if self._release is not None:
+            self._release.cancel()
+            self._release = None
+        self._held = None
         super().connection_lost(exc)
 
     def _follow(self) -> None:

@@ -93,6 +93,11 @@ COALESCED_WAITS = Counter(
 CAPTURE_ERRORS = Counter(
     "ogshot_capture_errors", "Captures that failed, by reason (see the README).", ["reason"]
 )
+PACED_REQUESTS = Counter(
+    "ogshot_paced_requests",
+    "Requests read only after a pause because their client, just refused (429/503), asked again "
+    "before its Retry-After (OGSHOT_REFUSAL_PAUSE).",
+)
 BREAKER_STATE = Gauge(
     "ogshot_upstream_breaker_state",
     "The upstream circuit breaker: 0 closed, 1 half-open, 2 open (the worst of the workers).",
@@ -131,6 +136,10 @@ def request_done(route: str, status: int, seconds: float, cache: str | None) -> 
     REQUEST_DURATION.labels(route).observe(seconds)
     if cache:
         CARDS.labels(cache).inc()
+
+
+def request_paced() -> None:
+    PACED_REQUESTS.inc()
 
 
 def cache_read(tier: str, key: str, entry: Entry | None, now: float) -> None:

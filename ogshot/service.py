@@ -201,10 +201,17 @@ class CardService:
         cc = self._card_cc if entry.fallback is None else self._fallback_cc
         return CardResult(entry, cc, entry.fallback, source)
 
-    def fresh_hit(self, key: str) -> CardResult | None:
-        """The fresh entry from the memory tier, synchronously, or None: the hot path's read."""
+    def fresh_entry(self, key: str) -> Entry | None:
+        """The fresh, complete entry in the memory tier, or None; counts and notes nothing."""
         entry = self.cache.peek(key)
         if entry is None or not entry.fresh(self.clock()) or entry.fallback == PENDING:
+            return None
+        return entry
+
+    def fresh_hit(self, key: str) -> CardResult | None:
+        """The fresh entry from the memory tier, synchronously, or None: the hot path's read."""
+        entry = self.fresh_entry(key)
+        if entry is None:
             # The normal road follows, and counts the read (a pending card may be out of date
             # by now: that road checks).
             return None

@@ -125,6 +125,9 @@ class Settings(BaseSettings):
     #: Cards made at once (0: twice the render threads or processes), and how many may wait.
     render_concurrency: int = Field(default=0, ge=0, le=1024)
     render_queue: int = Field(default=64, ge=0, le=100_000)
+    #: Longest wait, in seconds, before reading the next request of a client that was refused
+    #: (429/503) and asks again before its Retry-After (0: read at once).
+    refusal_pause: float = Field(default=1.0, ge=0, le=5)
 
     # Fonts
     #: Extra font folders searched before the bundled and system fonts (os.pathsep-separated).
