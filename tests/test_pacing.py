@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import select
 import socket
 import time
 from collections.abc import Iterator
@@ -262,10 +263,17 @@ def test_remembered_client_is_still_served_its_hits_and_refused_its_misses(
 # --- A real server's connections ------------------------------------------------------------------
 
 
-def _request(sock: socket.socket, target: str, client: str | None = None) -> tuple[int, bytes]:
+def _send(sock: socket.socket, target: str, client: str) -> None:
+    sock.sendall(f"GET {target} HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: {client}\r\n\r\n".encode())
+
+
+def _request(sock: socket.socket, target: str, client: str) -> tuple[int, bytes]:
     """One request on a kept-alive connection; its status and head."""
-    xff = f"X-Forwarded-For: {client}\r\n" if client else ""
-    sock.sendall(f"GET {target} HTTP/1.1\r\nHost: t\r\n{xff}\r\n".encode())
+    _send(sock, target, client)
+    return _response(sock)
+
+
+def _response(sock: socket.socket) -> tuple[int, bytes]:
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(65536)
@@ -290,7 +298,7 @@ def test_ogshot_serve_paces_a_refused_client_and_no_one_else(tmp_path: Path) -> 
         "OGSHOT_CAPTURE": "none",
         "OGSHOT_RATE_LIMIT": "1/minute",
         "OGSHOT_TRUSTED_PROXIES": "127.0.0.1",
-        "OGSHOT_REFUSAL_PAUSE": "0.5",
+        "OGSHOT_REFUSAL_PAUSE": "1.5",  # a wide margin for the one order checked below
     }
     with ogshot_serve(tmp_path, env=env) as base:
         port = int(base.rsplit(":", 1)[1])
@@ -303,9 +311,13 @@ def test_ogshot_serve_paces_a_refused_client_and_no_one_else(tmp_path: Path) -> 
             status, head = _request(one, "/og.png?title=a+1", a)
             assert status == 429 and b"retry-after: " in head and b"no-store" in head
             assert _paced(base) == 0  # the refusal itself was answered at once
-            # At once again on the same connection: read after a pause, then answered.
-            assert _request(one, "/og.png?title=a+2", a)[0] == 429
+            # At once again on the same connection: not read until the pause is over, while
+            # another client's requests are answered; then answered like any other.
+            _send(one, "/og.png?title=a+2", a)
+            assert _request(two, "/og.png?title=b+0", b)[0] == 200
+            assert select.select([one], [], [], 0)[0] == [], "the refused client was answered"
             assert _paced(base) == 1
+            assert _response(one)[0] == 429
             # Its repeat hit goes at once; the same card spelled anew waits, then is a 200.
             assert _request(one, "/og.png?title=a+0", a)[0] == 200
             assert _paced(base) == 1
@@ -313,13 +325,11 @@ def test_ogshot_serve_paces_a_refused_client_and_no_one_else(tmp_path: Path) -> 
             assert _paced(base) == 2
             # Another client, on the same connection or its own, is never held.
             assert _request(one, "/og.png?title=b+0", b)[0] == 200
-            assert _request(two, "/og.png?title=b+0", b)[0] == 200
+            assert _request(two, "/og.png?title=b+1", b)[0] == 429  # b's own budget, at once
             assert _paced(base) == 2
         # A held request whose client hangs up is dropped; the server carries on.
         with socket.create_connection(("127.0.0.1", port), timeout=10) as three:
-            three.sendall(
-                (f"GET /og.png?title=a+3 HTTP/1.1\r\nX-Forwarded-For: {a}\r\n\r\n").encode()
-            )
+            _send(three, "/og.png?title=a+3", a)
         for _ in range(100):  # the server reads the hung-up request in its own time
             if _paced(base) == 3:
                 break
