@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import sys
 import threading
 import unicodedata
@@ -35,7 +36,7 @@ from typing import TYPE_CHECKING, Literal
 import uharfbuzz as hb
 from fontTools import unicodedata as ucd
 from fontTools.ttLib import TTFont
-from PIL import ImageFont, features
+from PIL import Image, ImageDraw, ImageFont, features
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -237,6 +238,7 @@ class FontSet:
         self._lock = threading.Lock()
         self._shapers: dict[tuple[Path, int], tuple[hb.Font, int]] = {}
         self._advances: dict[tuple[str, Weight, str, bool, str], float] = {}
+        self._inks: dict[tuple[str, Weight, str, bool, str], tuple[float, float]] = {}
         #: The search path the set was read from (empty when built from faces directly).
         self.dirs: tuple[Path, ...] = ()
         self._warned: set[str] = set()
@@ -342,6 +344,54 @@ class FontSet:
             if len(self._advances) >= _ADVANCES_KEPT:
                 self._advances.clear()  # bounded; the common words are back at once
             self._advances[key] = found
+        return found
+
+    def ink(
+        self, name: str, weight: Weight, text: str, rtl: bool, region: str = "sc"
+    ) -> tuple[float, float]:
+        """How far the ink of ``text`` shaped in one font reaches above and below the baseline,
+        in ems (both positive outward): the glyphs' own extents where HarfBuzz placed them,
+        stacked marks included, not the font's nominal ascent and descent.
+        """
+        key = (name, weight, region, rtl, text)
+        found = self._inks.get(key)
+        if found is not None:
+            return found
+        if name == EMOJI:
+            # Bitmaps: the ink is what the drawn strip's alpha covers.
+            font = self.font(name, weight, EMOJI_SIZE)
+            ascent, descent = font.getmetrics()
+            strip = Image.new("RGBA", (max(1, math.ceil(font.getlength(text))), ascent + descent))
+            ImageDraw.Draw(strip).text(
+                (0, ascent), text, font=font, embedded_color=True, anchor="ls"
+            )
+            box = strip.getchannel("A").getbbox() or (0, ascent, 0, ascent)
+            found = (max(0, ascent - box[1]) / EMOJI_SIZE, max(0, box[3] - ascent) / EMOJI_SIZE)
+        elif not self.shapes:
+            left, top, right, bottom = self.font(name, weight, 1000, region).getbbox(
+                text, anchor="ls"
+            )
+            found = (max(0, -top) / 1000, max(0, bottom) / 1000)
+        else:
+            shaper, upem = self._shaper(name, weight, region)
+            buf = hb.Buffer()
+            buf.add_str(text)
+            buf.guess_segment_properties()
+            buf.direction = "rtl" if rtl else "ltr"
+            hb.shape(shaper, buf)
+            above = below = 0
+            for info, pos in zip(buf.glyph_infos, buf.glyph_positions, strict=True):
+                extents = shaper.get_glyph_extents(info.codepoint)
+                if extents is None or extents.height == 0:
+                    continue  # a space: no ink
+                top = pos.y_offset + extents.y_bearing
+                above = max(above, top)
+                below = max(below, -(top + extents.height))
+            found = (above / upem, below / upem)
+        if len(text) <= 128:
+            if len(self._inks) >= _ADVANCES_KEPT:
+                self._inks.clear()
+            self._inks[key] = found
         return found
 
     @property

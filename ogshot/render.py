@@ -26,7 +26,7 @@ from .layers import ThemeName, box_extremes, covers_card, place_capture, static_
 from .layouts import Layout, TextBox
 from .text import Fitted, fit
 
-RENDERER_VERSION = "8"
+RENDERER_VERSION = "9"
 
 
 def resolve_theme(card: Card, layout: Layout, capture: Image.Image | None) -> ThemeName:

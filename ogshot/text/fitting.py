@@ -57,6 +57,30 @@ def _balance(
     return best
 
 
+#: The least gap left between the ink of a line and the ink of the next, in ems; and in
+#: pixels, for the anti-aliased fringe that rasterising adds around each line's outlines.
+CLEARANCE = 0.05
+FRINGE = 2
+
+
+def spacing(
+    inks: list[tuple[float, float]], size: int, step: int, ascent: int, descent: int
+) -> tuple[int, int, int]:
+    """Line step, ascent and descent for lines whose ink reaches ``inks`` (ems above and below
+    their baselines): the nominal ones from the fonts' metrics, widened where ink would cross
+    them. Consecutive lines are set at least :data:`CLEARANCE` apart, ink to ink (stacked
+    Arabic marks over the letters that descend on the line above), with one step for all
+    lines, so that their rhythm stays even; the first line's ink stays below the block's top
+    and the last line's above its bottom, where the box would clip it.
+    """
+    for (_, below), (above, _) in zip(inks, inks[1:], strict=False):
+        step = max(step, math.ceil((below + above + CLEARANCE) * size) + FRINGE)
+    if inks:
+        ascent = max(ascent, math.ceil(inks[0][0] * size))
+        descent = max(descent, math.ceil(inks[-1][1] * size))
+    return step, ascent, descent
+
+
 #: A title that fits one line at this share of its best size is set on one line there.
 ONE_LINE_SHARE = 0.8
 
@@ -107,10 +131,15 @@ def fit(
         ascent, descent = setter.metrics(size)
         step = max(1, round(size * line_height))
         rows = max(0, min(max_lines, (height - ascent - descent) // step + 1))
-        if rows == 0:
-            return [], True, False, step, ascent, descent
-        lines, left, broke = setter.wrap(width, size, rows, units)
-        return lines, left, broke, step, ascent, descent
+        while rows > 0:
+            lines, left, broke = setter.wrap(width, size, rows, units)
+            if len(lines) < 2:
+                return lines, left, broke, step, ascent, descent
+            s, a, d = spacing([setter.ink(i, j) for i, j in lines], size, step, ascent, descent)
+            if (len(lines) - 1) * s + a + d <= height:
+                return lines, left, broke, s, a, d
+            rows = len(lines) - 1  # spaced by their ink, these lines overflow: one fewer
+        return [], True, False, step, ascent, descent
 
     def largest(accept: Callable[[int], bool]) -> int | None:
         # Most titles fit at the largest size: try it before bisecting.
@@ -143,9 +172,17 @@ def fit(
     spans, left, broke, step, ascent, descent = attempt(size)
     left = left or len(text) > len(setter.text)
     if not left and len(spans) > 1:
+        wrapped = spans
         spans = _balance(setter, spans, width, size, units, broke)
         if broke:
             spans = setter.even_cuts(spans, width, size, units)
+        # Other lines have other ink: keep the balanced ones only if they still fit the box.
+        nominal = max(1, round(size * line_height)), *setter.metrics(size)
+        vertical = spacing([setter.ink(i, j) for i, j in spans], size, *nominal)
+        if (len(spans) - 1) * vertical[0] + vertical[1] + vertical[2] <= height:
+            step, ascent, descent = vertical
+        else:
+            spans = wrapped
     texts = [setter.parts[i:j] for i, j in spans]
     if left and spans:
         texts[-1] = setter.ellipsize(*spans[-1], width, size)

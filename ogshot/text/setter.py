@@ -51,6 +51,7 @@ class Setter:
         fonts.warn_missing(text)
         self.picks = self._pick_all(self.parts)
         self._widths: dict[tuple[int, int, int], float] = {}
+        self._inks: dict[tuple[int, int], tuple[float, float]] = {}
         self._plain: dict[tuple[str, int], float] = {}
 
     def _pick_all(self, parts: tuple[str, ...]) -> list[str]:
@@ -96,6 +97,20 @@ class Setter:
         """Width of the spaces that end the span ``i:j``."""
         count = j - self._trim(i, j)
         return count * self.width_of(" ", size) if count else 0.0
+
+    def ink(self, i: int, j: int) -> tuple[float, float]:
+        """How far the ink of clusters ``i:j`` reaches above and below the baseline, in ems."""
+        key = (i, j)
+        found = self._inks.get(key)
+        if found is None:
+            above = below = 0.0
+            for text, family in self._pieces(self.parts[i:j], self.picks[i:j]):
+                a, b = self.fonts.ink(family, self.weight, text, self.base_rtl, self.region)
+                above, below = max(above, a), max(below, b)
+            found = (above, below)
+            if len(self._inks) < 50_000:
+                self._inks[key] = found
+        return found
 
     def width_of(self, text: str, size: int) -> float:
         key = (text, size)
