@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
+from starlette.datastructures import QueryParams
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -214,22 +215,9 @@ def _install_routes(app: FastAPI) -> None:
     async def og_image(request: Request) -> Response:
         """A 1200×630 social card. ``Card`` validates the parameters all at once, so every bad
         value gets the same error shape."""
-        # The parameters are declared for the description only (openapi.card_query).
-        params = dict(request.query_params)
-        check_raw_lengths(params)
-        card = parse_card(params)
-        request.app.state.signer.verify(
-            card, params.get("exp"), params.get("sig"), now=request.app.state.clock()
-        )
-        svc: CardService = request.app.state.service
-        key = svc.key(card)
-        query = request.scope["query_string"]
-        if len(query) <= KEY_MEMO_QUERY_MAX and "exp" not in params:
-            # The same query string means the same key (and, verified once, the same verdict on
-            # its signature) for the life of this process. A URL that expires is checked anew
-            # each time, so it is never memoised.
-            request.app.state.card_keys[query] = key
-        result = await svc.card_for_key(key, card)
+        # CardFastPath answers GET and HEAD before routing; this is the same road, for any
+        # request that reaches the router all the same.
+        result = await card_for_query(request.app.state, request.scope["query_string"])
         return card_response(request, result)
 
     @app.get(
@@ -254,6 +242,26 @@ def _install_routes(app: FastAPI) -> None:
             ]
         }
 
+
+
+async def card_for_query(state: Any, query: bytes) -> CardResult:
+    """The card a raw query string asks for: parsed, verified, keyed, then made or found.
+
+    The parameters are declared for the description only (openapi.card_query): ``Card``
+    validates them all at once, so every bad value gets the same error shape.
+    """
+    params = dict(QueryParams(query))
+    check_raw_lengths(params)
+    card = parse_card(params)
+    state.signer.verify(card, params.get("exp"), params.get("sig"), now=state.clock())
+    svc: CardService = state.service
+    key = svc.key(card)
+    if len(query) <= KEY_MEMO_QUERY_MAX and "exp" not in params:
+        # The same query string means the same key (and, verified once, the same verdict on
+        # its signature) for the life of this process. A URL that expires is checked anew
+        # each time, so it is never memoised.
+        state.card_keys[query] = key
+    return await svc.card_for_key(key, card)
 
 
 def card_reply(
@@ -307,12 +315,16 @@ KEY_MEMO_QUERY_MAX = 1024
 
 
 class CardFastPath:
-    """Answers a repeat ``GET|HEAD /og.png`` from the memory tier before any routing.
+    """Answers ``GET|HEAD /og.png`` before any routing.
 
-    A query string seen before maps (through a bounded memo filled by the route) to its cache
-    key; when the memory tier holds a fresh entry for it, the reply is sent at once: no
-    validation, no key hashing, no body re-encoding. Everything else (first sight, stale or
-    missing entries, errors) goes down the normal road, which gives the same answer, slower.
+    A query string seen before maps (through a bounded memo filled by :func:`card_for_query`)
+    to its cache key; when the memory tier holds a fresh entry for it, the reply is sent at
+    once: no validation, no key hashing, no body re-encoding. Everything else (first sight,
+    stale or missing entries) takes the normal road, :func:`card_for_query`, here too: the
+    router, the framework's request and response objects and its dependency solving would add
+    a few hundred microseconds to every card made while the crawler waits, for nothing that
+    road needs. Its errors get the one JSON shape here; anything unexpected goes on up to the
+    app's own handler.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -331,6 +343,14 @@ class CardFastPath:
                 if result is not None:
                     await _send_card(scope, send, result)
                     return
+            try:
+                result = await card_for_query(state, scope["query_string"])
+            except OgshotError as exc:
+                reply = error_response(exc.status, exc.code, exc.detail, exc.headers())
+                await reply(scope, receive, send)
+                return
+            await _send_card(scope, send, result)
+            return
         await self.app(scope, receive, send)
 
 
@@ -343,7 +363,8 @@ _RAW_HEADERS: LRUCache[_HeaderKey, list[tuple[bytes, bytes]]] = LRUCache(maxsize
 async def _send_card(scope: Scope, send: Send, result: CardResult) -> None:
     conditions = Conditions.read(scope["headers"])
     memo_key: _HeaderKey | None = None
-    if conditions.range is None:
+    # Only hits repeat: a card just made has an ETag no reply has carried yet.
+    if conditions.range is None and result.source == "hit":
         # Without Range the reply is 200 or 304 and its headers depend on nothing else.
         status = 304 if none_match(conditions.if_none_match, result.entry.etag) else 200
         memo_key = (result.entry.etag, result.cache_control, result.fallback, result.source, status)
