@@ -1,6 +1,11 @@
 from __future__ import annotations
 
+import re
+import unicodedata
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ogshot.card import Card, clean_text, parse_card
 from ogshot.errors import InvalidParameter
@@ -25,6 +30,36 @@ from ogshot.errors import InvalidParameter
 )
 def test_clean_text(raw: str, clean: str) -> None:
     assert clean_text(raw) == clean
+
+
+def _clean_text_general(value: str) -> str:
+    """clean_text's general road, which the printable-ASCII shortcut must agree with."""
+    kept = [
+        ch
+        for ch in unicodedata.normalize("NFC", value)
+        if not (unicodedata.category(ch) == "Cc" and ch not in "\t\n\r")
+        and unicodedata.category(ch) not in ("Cs", "Co", "Cn")
+    ]
+    return re.sub(r"\s+", " ", "".join(kept)).strip()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        # Printable ASCII, runs of spaces often: the strings the shortcut takes.
+        st.lists(
+            st.one_of(
+                st.sampled_from([" ", "  ", "   "]),
+                st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=6),
+            ),
+            max_size=8,
+        ).map("".join),
+        # Any ASCII, controls and other white space included: the strings it must leave alone.
+        st.text(st.characters(max_codepoint=0x7F), max_size=40),
+    )
+)
+def test_clean_text_ascii_shortcut_agrees_with_the_general_road(value: str) -> None:
+    assert clean_text(value) == _clean_text_general(value)
 
 
 @pytest.mark.parametrize(
