@@ -59,7 +59,8 @@ async def _fill(cards: int) -> dict[str, Any]:
     from ogshot.service import CardService
     from ogshot.settings import Settings
 
-    settings = Settings(_env_file=None, capture="none")  # type: ignore[call-arg]
+    # One client making thousands of cards: no budget (OGSHOT_RATE_LIMIT) would let it.
+    settings = Settings(_env_file=None, capture="none", rate_limit="off")  # type: ignore[call-arg]
     service = CardService(settings)
     start_rss = _rss_mb()
     t0 = time.perf_counter()

@@ -1,6 +1,6 @@
 """Render + encode time per layout, and ogshot against its peers on the same card.
 
-    python -m bench.bench_render [--n 30] [--vercel-modules DIR]
+    python -m bench.bench_render [--n 30]
 
 Every layout of the registry is measured, title card and screenshot card (a synthetic page
 capture: header, text, a JPEG-served photograph). Then, on the default layout:
@@ -9,10 +9,9 @@ capture: header, text, a JPEG-served photograph). Then, on the default layout:
   Pillow at compress level 1 (its fastest zlib level), timed in turn;
 - a new title on an already-captured page: the capture's bytes decoded for each card, against
   the decoded capture kept in memory (``ogshot.capture.decoded``), timed in turn;
-- title cards by ogshot and by @vercel/og (``bench/vercel_og.mjs``), the same sequence of
-  distinct titles on both sides (skipped without Node or without the npm packages:
-  ``npm install @vercel/og@0.11.1 satori@0.33.5`` in DIR);
 - JPEG and WebP encodes, and a capture of raw photographic grain (the PNG worst case).
+
+ogshot against @vercel/og, in process and over HTTP, is ``bench.bench_cold``.
 """
 
 from __future__ import annotations
@@ -22,9 +21,6 @@ import functools
 import io
 import itertools
 import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +30,9 @@ from ogshot import encode as enc
 from ogshot.capture.decoded import DecodedCaptures
 from ogshot.capture.images import decode
 from ogshot.card import Card
-from ogshot.fonts import FONT_DIR, SEARCH_DIRS, FontSet
+from ogshot.fonts import FontSet
 from ogshot.layouts import LayoutRegistry, builtin_dir
-from ogshot.render import fit_box, render_card
+from ogshot.render import render_card
 from ogshot.workers import tune_allocator
 
 from .common import interleaved, summary, synthetic_capture, timings
@@ -185,66 +181,15 @@ def other_formats(registry: LayoutRegistry, fonts: FontSet, n: int) -> dict[str,
     return out
 
 
-def against_vercel(
-    registry: LayoutRegistry, fonts: FontSet, n: int, modules: str | None
-) -> dict[str, Any]:
-    """The default title card by ogshot and by @vercel/og, or why the peer was skipped."""
-    node = shutil.which("node")
-    if node is None:
-        return {"skipped": "node is not installed"}
-    if not modules or not (Path(modules) / "node_modules" / "@vercel" / "og").is_dir():
-        return {
-            "skipped": "no @vercel/og: run `npm install @vercel/og@0.11.1 satori@0.33.5` in a "
-            "folder and pass it as --vercel-modules (or OGSHOT_BENCH_VERCEL_MODULES)"
-        }
-    layout = registry.get("default")
-    # Every run draws a title never drawn before, on both sides: no cache of either side helps.
-    sizing = FontSet.from_dirs(SEARCH_DIRS)
-    titles = [f"{TITLES[i % len(TITLES)]}, part {i + 1}" for i in range(n + 2)]
-    cards = [Card(title=t, subtitle=SUBTITLE, site=SITE, theme="dark") for t in titles]
-    spec = {
-        # Sizes from a font set of their own: ogshot's must not have seen these titles yet.
-        "cards": [
-            {"title": t, "title_size": fit_box(t, layout.title, sizing).size} for t in titles
-        ],
-        "subtitle": SUBTITLE,
-        "site": SITE,
-    }
-    proc = subprocess.run(
-        [
-            node,
-            str(HERE / "vercel_og.mjs"),
-            modules,
-            str(FONT_DIR / "inter"),
-            json.dumps(spec),
-            str(n),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if proc.returncode != 0:
-        return {"skipped": f"@vercel/og failed: {proc.stderr.strip()[-300:]}"}
-    peer = json.loads(proc.stdout.strip().splitlines()[-1])
-    theirs = summary([ms / 1000 for ms in peer["samples_ms"]]) | {"bytes": peer["bytes"]}
-    turn = iter(cards)
-    ours = summary(timings(lambda: enc.encode(render_card(next(turn), layout, fonts), "png"), n))
-    ours["bytes"] = len(enc.encode(render_card(cards[0], layout, fonts), "png"))
-    return {"ogshot": ours, "vercel_og": theirs, "ratio": theirs["median_ms"] / ours["median_ms"]}
-
-
-def figures(n: int = 30, vercel_modules: str | None = None) -> dict[str, Any]:
+def figures(n: int = 30) -> dict[str, Any]:
     tune_allocator()  # as the service does
     registry = LayoutRegistry.load(builtin_dir())
     fonts = FontSet.default()
-    modules = vercel_modules or os.environ.get("OGSHOT_BENCH_VERCEL_MODULES")
     return {
         "encoder": enc.ENCODER_VERSION,
         "layouts": per_layout(registry, fonts, n),
         "vs_pillow": against_pillow(registry, fonts, n),
         "capture_lru": capture_lru(registry, fonts, n),
-        "vs_vercel_og": against_vercel(registry, fonts, n, modules),
         "formats": other_formats(registry, fonts, n),
     }
 
@@ -253,8 +198,9 @@ def _ms(row: dict[str, Any]) -> str:
     return f"{row['median_ms']:7.1f} {row['p95_ms']:7.1f}"
 
 
-def table(fig: dict[str, Any]) -> str:
-    """The figures as a Markdown table: what the README shows."""
+def table(fig: dict[str, Any], first: list[tuple[str, dict[str, Any]]] | None = None) -> str:
+    """The figures as a Markdown table: what the README shows. ``first``: rows (label,
+    summary) measured elsewhere in the same run, put at the top."""
     lines = [
         "| measurement | median ms | p95 ms | bytes |",
         "|---|---:|---:|---:|",
@@ -265,6 +211,8 @@ def table(fig: dict[str, Any]) -> str:
             f"| {name} | {r['median_ms']:.1f} | {r['p95_ms']:.1f} | {r.get('bytes', '')} |"
         )
 
+    for name, r in first or []:
+        row(name, r)
     for name, per in fig["layouts"].items():
         row(f"`{name}` title card, render + PNG", per["title"])
         row(f"`{name}` screenshot card, render + PNG", per["screenshot"])
@@ -278,10 +226,6 @@ def table(fig: dict[str, Any]) -> str:
     lru = fig["capture_lru"]
     row("screenshot card, capture PNG decoded for the card", lru["without_lru"])
     row("screenshot card, decoded capture kept in memory", lru["with_lru"])
-    vv = fig["vs_vercel_og"]
-    if "skipped" not in vv:
-        row("title card, ogshot", vv["ogshot"])
-        row("title card, @vercel/og 0.11.1", vv["vercel_og"])
     for fmt, r in fig["formats"].items():
         if fmt == "png_raw_grain":
             name = "screenshot card over a raw-grain photo, PNG encode only"
@@ -293,13 +237,7 @@ def table(fig: dict[str, Any]) -> str:
         f"Ratios (same run): screenshot card vs Pillow default PNG {vp['ratio_total']:.1f}x "
         f"end to end, {vp['ratio_encode']:.1f}x encode only; vs Pillow PNG compress level 1 "
         f"{vp['ratio_level1_total']:.1f}x end to end, {vp['ratio_level1_encode']:.1f}x encode only"
-        + f"; new title on a captured page, kept capture vs decoded {lru['ratio']:.2f}x"
-        + (
-            f"; title card vs @vercel/og {vv['ratio']:.1f}x"
-            if "skipped" not in vv
-            else f"; @vercel/og skipped: {vv['skipped']}"
-        )
-        + "."
+        + f"; new title on a captured page, kept capture vs decoded {lru['ratio']:.2f}x."
     )
     return "\n".join(lines)
 
@@ -307,9 +245,8 @@ def table(fig: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=30, help="timed repetitions per measurement")
-    parser.add_argument("--vercel-modules", help="folder with @vercel/og installed by npm")
     args = parser.parse_args()
-    fig = figures(args.n, args.vercel_modules)
+    fig = figures(args.n)
     print(table(fig))
     print(json.dumps(fig))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import random
+import socket
 import statistics
 import time
 from collections.abc import Callable
@@ -108,3 +109,56 @@ def summary(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
     p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
     return {"median_ms": statistics.median(ordered) * 1000, "p95_ms": p95 * 1000, "n": len(ordered)}
+
+
+class KeepAlive:
+    """One HTTP/1.1 connection to a loopback server, reused request after request, as a
+    crawler's would be: the timings hold the server's work and the wire, no connection set-up.
+    A server that closed the idle connection meanwhile gets a new one (not timed apart)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.sock: socket.socket | None = None
+
+    def get(self, target: str) -> tuple[int, dict[str, str], bytes]:
+        """``GET target``: the status, the headers (names in lower case) and the body."""
+        for attempt in (1, 2):
+            if self.sock is None:
+                self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=60)
+                self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                return self._exchange(target)
+            except ConnectionError:
+                self.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _exchange(self, target: str) -> tuple[int, dict[str, str], bytes]:
+        assert self.sock is not None
+        self.sock.sendall(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("the server closed the connection")
+            buf += chunk
+        head, _, body = buf.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", "0"))
+        while len(body) < length:
+            chunk = self.sock.recv(max(65536, length - len(body)))
+            if not chunk:
+                raise ConnectionError("the server closed the connection")
+            body += chunk
+        return status, headers, body
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None

@@ -1,21 +1,24 @@
-// Render the benchmark's title card with @vercel/og, N times, and print the timings as JSON.
+// The benchmark's title card drawn by @vercel/og, served over Node's own `http` module.
 //
-// Usage: node bench/vercel_og.mjs MODULES_DIR FONTS_DIR SPEC_JSON N [OUT.png]
+// Usage: node bench/vercel_og.mjs MODULES_DIR FONTS_DIR SPEC_JSON
 //   MODULES_DIR  a folder where `npm install @vercel/og@0.11.1 satori@0.33.5` was run
 //   FONTS_DIR    the folder holding Inter-{Regular,Medium,Bold}.otf (ogshot's own fonts)
-//   SPEC_JSON    {"cards": [{"title", "title_size"}...], "subtitle", "site"}: the cards ogshot
-//                draws, rendered in turn so that no run repeats the previous one
+//   SPEC_JSON    {"subtitle", "site"}: what every card says besides its title
+// Listens on 127.0.0.1 (a free port), prints {"port": N} on one line, then answers
+// `GET /og.png?title=...&size=...` with the PNG. `size` is the title's font size, as ogshot's
+// fitting chose it for the same title (satori does not fit text to a box). Each answer carries
+// `X-Render-Ms`: the time of building the response and reading its PNG bytes, what the card
+// costs inside the process, without HTTP.
 // The card mirrors ogshot's default layout, dark theme: a diagonal gradient, the accent bar,
-// the site label, a bold title anchored above the subtitle. Each timing covers building the
-// response and reading its PNG bytes, which is what a server does per request.
-import { readFileSync, writeFileSync } from "node:fs";
+// the site label, a bold title anchored above the subtitle.
+import { readFileSync } from "node:fs";
+import { createServer } from "node:http";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 
-const [modulesDir, fontsDir, specJson, countArg, outPath] = process.argv.slice(2);
+const [modulesDir, fontsDir, specJson] = process.argv.slice(2);
 const spec = JSON.parse(specJson);
-const count = Number(countArg);
 
 const require = createRequire(join(modulesDir, "package.json"));
 const { ImageResponse } = await import(pathToFileURL(require.resolve("@vercel/og")).href);
@@ -32,7 +35,7 @@ const fonts = [
 
 const el = (style, children) => ({ type: "div", props: { style, children } });
 
-function card(title) {
+function card(title, titleSize) {
   return el(
     {
       width: "100%",
@@ -51,12 +54,12 @@ function card(title) {
           display: "flex",
           flexGrow: 1,
           alignItems: "flex-end",
-          fontSize: title.title_size,
+          fontSize: titleSize,
           fontWeight: 700,
           lineHeight: 1.12,
           color: "#f8fafc",
         },
-        title.title,
+        title,
       ),
       el(
         { marginTop: 18, fontSize: 32, fontWeight: 400, lineHeight: 1.3, color: "#cbd5e1" },
@@ -66,20 +69,36 @@ function card(title) {
   );
 }
 
-let turn = 0;
-async function once() {
-  const title = spec.cards[turn++ % spec.cards.length];
-  const response = new ImageResponse(card(title), { width: 1200, height: 630, fonts });
+async function render(title, titleSize) {
+  const response = new ImageResponse(card(title, titleSize), { width: 1200, height: 630, fonts });
   return Buffer.from(await response.arrayBuffer());
 }
 
-let last = await once(); // warm-up: wasm instantiation and font parsing happen here
-last = await once();
-const samples = [];
-for (let i = 0; i < count; i++) {
-  const t0 = process.hrtime.bigint();
-  last = await once();
-  samples.push(Number(process.hrtime.bigint() - t0) / 1e6);
-}
-if (outPath) writeFileSync(outPath, last);
-console.log(JSON.stringify({ samples_ms: samples, bytes: last.length }));
+const server = createServer(async (req, res) => {
+  const url = new URL(req.url, "http://localhost");
+  if (url.pathname !== "/og.png") {
+    res.writeHead(404, { "content-type": "text/plain" });
+    res.end("not found\n");
+    return;
+  }
+  try {
+    const t0 = process.hrtime.bigint();
+    const body = await render(url.searchParams.get("title") ?? "", Number(url.searchParams.get("size") ?? 64));
+    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+    res.writeHead(200, {
+      "content-type": "image/png",
+      "content-length": body.length,
+      "cache-control": "public, max-age=86400",
+      "x-render-ms": ms.toFixed(3),
+    });
+    res.end(body);
+  } catch (err) {
+    res.writeHead(500, { "content-type": "text/plain" });
+    res.end(String(err) + "\n");
+  }
+});
+server.keepAliveTimeout = 60_000;
+await render("warm-up: wasm instantiation and font parsing happen here", 64);
+server.listen(0, "127.0.0.1", () => {
+  console.log(JSON.stringify({ port: server.address().port }));
+});

@@ -1,0 +1,235 @@
+"""A cold title card over HTTP, what a crawler waits for: ogshot against @vercel/og.
+
+    python -m bench.bench_cold [--n 100] [--vercel-modules DIR]
+
+Starts ``ogshot serve`` (its own command line and defaults: the access log at INFO, written to a
+file as a service's log is) and, when @vercel/og is installed, ``bench/vercel_og.mjs``: the same
+card (ogshot's default layout, dark theme, mirrored) behind Node's own ``http`` module. Each gets
+one keep-alive connection; requests go one at a time, taken in turn with ogshot's in-process
+render + PNG (``make_card_bytes``) of a card of the same kind. Every request asks for a title
+never asked for before, on both sides, so no cache of either side helps.
+
+Figures (medians, ms): ogshot over HTTP, ogshot in process, and the difference, the cost of
+everything around the render (HTTP, parsing, key, admission, coalescing, the render thread's
+hand-off, ETag, cache store, the log line); @vercel/og over HTTP and in process (its server
+times the render around ``ImageResponse``, sent back as ``X-Render-Ms``); the ratios.
+
+@vercel/og needs ``npm install @vercel/og@0.11.1 satori@0.33.5`` in a folder outside the
+repository, passed as ``--vercel-modules DIR`` (or ``OGSHOT_BENCH_VERCEL_MODULES=DIR``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+from ogshot.card import Card
+from ogshot.fonts import FONT_DIR, SEARCH_DIRS, FontSet
+from ogshot.layouts import LayoutRegistry, builtin_dir
+from ogshot.render import fit_box
+from ogshot.service import make_card_bytes
+from ogshot.workers import tune_allocator
+
+from .bench_http import _server, free_port
+from .common import KeepAlive, summary
+
+HERE = Path(__file__).resolve().parent
+#: Distinct titles of ordinary length; each request adds a part number no other has.
+TITLES = (
+    "Ship social cards that load before the crawler gives up",
+    "How we cut our build times in half with remote caching",
+    "Release notes: faster search, dark mode and a new API",
+    "A practical guide to PostgreSQL indexes",
+    "Why your og:image is blank on LinkedIn, and how to fix it",
+    "Designing for every script: Arabic, Hindi and Japanese titles",
+    "Ten lessons from running Kubernetes in production",
+    "The state of WebAssembly in 2026",
+)
+SUBTITLE = "A fast, careful og:image service"
+SITE = "ogshot.dev"
+
+
+def vercel_modules(given: str | None) -> str | None:
+    """The folder holding @vercel/og: the flag, else ``OGSHOT_BENCH_VERCEL_MODULES``."""
+    return given or os.environ.get("OGSHOT_BENCH_VERCEL_MODULES") or None
+
+
+def vercel_missing(modules: str | None) -> str | None:
+    """Why @vercel/og cannot run here, or None when it can."""
+    if shutil.which("node") is None:
+        return "node is not installed"
+    if not modules or not (Path(modules) / "node_modules" / "@vercel" / "og").is_dir():
+        return (
+            "no @vercel/og: run `npm install @vercel/og@0.11.1 satori@0.33.5` in a folder "
+            "outside the repository and pass it as --vercel-modules (or "
+            "OGSHOT_BENCH_VERCEL_MODULES)"
+        )
+    return None
+
+
+@contextmanager
+def _vercel_server(modules: str, log: Path) -> Iterator[int]:
+    spec = json.dumps({"subtitle": SUBTITLE, "site": SITE})
+    cmd = ["node", str(HERE / "vercel_og.mjs"), modules, str(FONT_DIR / "inter"), spec]
+    with log.open("wb") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"@vercel/og's server did not start: {log.read_text()[-300:]}")
+            yield int(json.loads(line)["port"])
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _query(**params: object) -> str:
+    return urllib.parse.urlencode(params, quote_via=urllib.parse.quote)
+
+
+def measure(n: int = 100, modules: str | None = None) -> dict[str, Any]:
+    """Run the benchmark; the figures as a dict (see the module docstring)."""
+    tune_allocator()  # as the service does
+    registry = LayoutRegistry.load(builtin_dir())
+    layout = registry.get("default")
+    fonts = FontSet.default()
+    # @vercel/og's title sizes come from a font set of their own: the one that renders here in
+    # process must not have seen the titles first.
+    sizing = FontSet.from_dirs(SEARCH_DIRS)
+    skipped = vercel_missing(modules)
+    warm = 3
+    total = n + warm
+
+    def titles(tag: str) -> list[str]:
+        return [f"{TITLES[i % len(TITLES)]}, part {i + 1}{tag}" for i in range(total)]
+
+    over_http, in_process, peer = titles("a"), titles("b"), titles("c")
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("OGSHOT_")}
+    # The budget is charged as by default, at a rate this one client never reaches.
+    base_env["OGSHOT_RATE_LIMIT"] = "1000000/minute"
+    with tempfile.TemporaryDirectory(prefix="ogshot-bench-cold-") as tmp, ExitStack() as stack:
+        cwd = Path(tmp)
+        port = free_port()
+        cmd = [sys.executable, "-m", "ogshot", "serve", "--port", str(port)]
+        stack.enter_context(_server(cmd, base_env, cwd, f"http://127.0.0.1:{port}/healthz"))
+        ogshot = stack.enter_context(_closing(KeepAlive(port)))
+        node: KeepAlive | None = None
+        if skipped is None:
+            assert modules is not None
+            node_port = stack.enter_context(_vercel_server(modules, cwd / "node.log"))
+            node = stack.enter_context(_closing(KeepAlive(node_port)))
+        sizes = [fit_box(t, layout.title, sizing).size for t in peer]
+
+        def ogshot_http(i: int) -> int:
+            q = _query(title=over_http[i], subtitle=SUBTITLE, site=SITE, theme="dark")
+            status, headers, body = ogshot.get(f"/og.png?{q}")
+            if status != 200 or headers.get("x-ogshot-cache") != "miss":
+                raise RuntimeError(f"ogshot answered {status} {headers} to a cold card")
+            return len(body)
+
+        def ogshot_in_process(i: int) -> int:
+            card = Card(title=in_process[i], subtitle=SUBTITLE, site=SITE, theme="dark")
+            return len(make_card_bytes(card, registry, fonts))
+
+        peer_render: list[float] = []
+
+        def vercel_http(i: int) -> int:
+            assert node is not None
+            status, headers, body = node.get(f"/og.png?{_query(title=peer[i], size=sizes[i])}")
+            if status != 200:
+                raise RuntimeError(f"@vercel/og answered {status}: {body[:300]!r}")
+            peer_render.append(float(headers["x-render-ms"]) / 1000)
+            return len(body)
+
+        sides = [ogshot_http, ogshot_in_process] + ([vercel_http] if node is not None else [])
+        samples: list[list[float]] = [[] for _ in sides]
+        sizes_seen: list[int] = [0 for _ in sides]
+        for i in range(total):
+            for k, side in enumerate(sides):
+                t0 = time.perf_counter()
+                sizes_seen[k] = side(i)
+                if i >= warm:
+                    samples[k].append(time.perf_counter() - t0)
+
+    out: dict[str, Any] = {"n": n}
+    out["ogshot_http"] = summary(samples[0]) | {"bytes": sizes_seen[0]}
+    out["ogshot_in_process"] = summary(samples[1]) | {"bytes": sizes_seen[1]}
+    # The overhead: median of the per-round differences, each pair taken back to back.
+    diffs = [h - r for h, r in zip(samples[0], samples[1], strict=True)]
+    out["overhead_ms"] = statistics.median(diffs) * 1000
+    if node is None:
+        out["vercel_og"] = {"skipped": skipped}
+        return out
+    out["vercel_og_http"] = summary(samples[2]) | {"bytes": sizes_seen[2]}
+    out["vercel_og_in_process"] = summary(peer_render[warm:])
+    out["ratio_http"] = out["vercel_og_http"]["median_ms"] / out["ogshot_http"]["median_ms"]
+    out["ratio_in_process"] = (
+        out["vercel_og_in_process"]["median_ms"] / out["ogshot_in_process"]["median_ms"]
+    )
+    out["vercel_og_overhead_ms"] = (
+        statistics.median(h - r for h, r in zip(samples[2], peer_render[warm:], strict=True)) * 1000
+    )
+    return out
+
+
+@contextmanager
+def _closing(conn: KeepAlive) -> Iterator[KeepAlive]:
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def rows(fig: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The table rows (label, summary) of these figures, for the README's table."""
+    out = [
+        ("cold title card over HTTP, ogshot (`ogshot serve`)", fig["ogshot_http"]),
+        ("title card in process, ogshot (render + PNG)", fig["ogshot_in_process"]),
+    ]
+    if "vercel_og_http" in fig:
+        out += [
+            ("cold title card over HTTP, @vercel/og 0.11.1 (Node `http`)", fig["vercel_og_http"]),
+            ("title card in process, @vercel/og 0.11.1", fig["vercel_og_in_process"]),
+        ]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100, help="timed requests on each side")
+    parser.add_argument("--vercel-modules", help="folder with @vercel/og installed by npm")
+    args = parser.parse_args()
+    fig = measure(args.n, vercel_modules(args.vercel_modules))
+    for label, row in rows(fig):
+        print(f"{label:<62} {row['median_ms']:7.2f} ms (p95 {row['p95_ms']:.2f})")
+    print(f"ogshot's cold overhead above its in-process render: {fig['overhead_ms']:.2f} ms")
+    if "ratio_http" in fig:
+        print(
+            f"@vercel/og / ogshot: {fig['ratio_http']:.2f}x over HTTP, "
+            f"{fig['ratio_in_process']:.2f}x in process "
+            f"(@vercel/og's own HTTP overhead {fig['vercel_og_overhead_ms']:.2f} ms)"
+        )
+    else:
+        print(f"@vercel/og skipped: {fig['vercel_og']['skipped']}")
+    print(json.dumps(fig))
+
+
+if __name__ == "__main__":
+    main()
