@@ -1,8 +1,8 @@
 """The contact sheet: every layout × sample titles in many scripts, on one image.
 
 ``ogshot contact-sheet -o sheet.jpg`` draws it; the README shows it. Rows cycle through a title
-card and the three synthetic captures (light page, dark page, noisy image), so each layout is seen
-with and without a capture, in both themes.
+card and the four synthetic captures (light page, dark page, noisy image, busy white page), so
+each layout is seen with and without a capture, in both themes.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from .layouts import HEIGHT, WIDTH, LayoutRegistry
 from .render import render_card
 from .samples import CAPTURES, TITLES
 
-_ROW_CAPTURES: tuple[str | None, ...] = (None, "light", "dark", "noisy")
+_ROW_CAPTURES: tuple[str | None, ...] = (None, "light", "dark", "noisy", "light-busy")
 
 
 def contact_sheet(

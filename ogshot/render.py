@@ -23,10 +23,11 @@ from .card import Card
 from .contrast import RGB, Rect, choose_colour, hex_rgb, paint
 from .fonts import EMOJI, EMOJI_SIZE, FontSet, cjk_region
 from .layers import ThemeName, box_extremes, covers_card, place_capture, static_layer
-from .layouts import Layout, TextBox
+from .layouts import Layout, Palette, TextBox
+from .plate import lay_plate, plate_for
 from .text import Fitted, fit
 
-RENDERER_VERSION = "9"
+RENDERER_VERSION = "10"
 
 
 def resolve_theme(card: Card, layout: Layout, capture: Image.Image | None) -> ThemeName:
@@ -63,6 +64,8 @@ class Rendered:
     #: The card before any text was drawn (scrims included): what the text is read against.
     backdrop: Image.Image
     placed: tuple[Placed, ...]
+    #: Where a backing plate went under the accent bar and site label, if one was needed.
+    plate: Rect | None = None
 
 
 def fit_box(text: str, spec: TextBox, fonts: FontSet) -> Fitted:
@@ -210,15 +213,21 @@ def render_detailed(
         ("title", layout.title, card.title),
         ("subtitle", layout.subtitle, card.subtitle),
     )
-    planned: list[tuple[str, TextBox, Fitted, list[tuple[int, int, Rect]], RGB, float]] = []
-    bare = capture is None
+    boxes: list[tuple[str, TextBox, Fitted, list[tuple[int, int, Rect]]]] = []
     for name, spec, text in texts:
         if spec is None or not text:
             continue
         fitted = fit_box(text, spec, fonts)
-        if not fitted.lines:
-            continue
-        rows = _line_rects(fitted, spec)
+        if fitted.lines:
+            boxes.append((name, spec, fitted, _line_rects(fitted, spec)))
+
+    plate = None
+    if capture is not None:
+        plate = _plate(canvas, layout, boxes, accent, colours, palette, other)
+
+    planned: list[tuple[str, TextBox, Fitted, list[tuple[int, int, Rect]], RGB, float]] = []
+    bare = capture is None
+    for name, spec, fitted, rows in boxes:
         # On a title card nothing but the static layer lies under the text until a scrim is
         # laid: its extremes over the whole box, measured once per layer, bound every line's.
         around = box_extremes(layout, theme, accent, spec.box) if bare else None
@@ -238,7 +247,31 @@ def render_detailed(
     for name, spec, fitted, rows, colour, alpha in planned:
         _draw_box(canvas, fitted, spec, fonts, colour, rows)
         placed.append(Placed(name, tuple(r for *_, r in rows), colour, alpha, fitted))
-    return Rendered(canvas, backdrop, tuple(placed))
+    return Rendered(canvas, backdrop, tuple(placed), plate)
+
+
+def _plate(
+    canvas: Image.Image,
+    layout: Layout,
+    boxes: list[tuple[str, TextBox, Fitted, list[tuple[int, int, Rect]]]],
+    accent: RGB,
+    colours: dict[str, RGB],
+    palette: Palette,
+    other: Palette,
+) -> Rect | None:
+    """Lay a backing plate under the accent bar and site label where the capture needs one."""
+    bar: Rect | None = None
+    if layout.accent_bar is not None:
+        x, y, w, h = layout.accent_bar.box
+        bar = (x, y, x + w, y + h)
+    site = next(((spec, rows) for name, spec, _, rows in boxes if name == "site"), None)
+    label = [r for *_, r in site[1]] if site else []
+    wanted = colours[site[0].color] if site else accent
+    candidates = [wanted, hex_rgb(palette.foreground), hex_rgb(other.foreground)]
+    found = plate_for(canvas, bar, label, accent, candidates, hex_rgb(palette.background))
+    if found is None:
+        return None
+    return lay_plate(canvas, [*([bar] if bar else []), *label], *found)
 
 
 def render_card(

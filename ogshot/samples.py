@@ -1,7 +1,8 @@
 """Sample titles in many scripts and synthetic captures: for the contact sheet, tests and benches.
 
 The captures are drawn here rather than shipped, so they cost nothing to keep and are the same on
-every machine: a light page, a dark page and a busy, noisy photo-like image.
+every machine: a light page, a dark page, a busy, noisy photo-like image, and a white page crowded
+with thin coloured text and photos.
 """
 
 from __future__ import annotations
@@ -92,4 +93,59 @@ def noisy(size: tuple[int, int] = (1280, 800), seed: int = 3) -> Image.Image:
     return img
 
 
-CAPTURES = {"light": light_page, "dark": dark_page, "noisy": noisy}
+def light_busy(size: tuple[int, int] = (1280, 800), seed: int = 4) -> Image.Image:
+    """A white page crowded with thin coloured text and photos, up to its top left corner.
+
+    The hardest light page for what a card puts there (an accent bar, a site label): nothing
+    is calm, dark and light pixels sit side by side.
+    """
+    rnd = random.Random(seed)
+    w, h = size
+    img = Image.new("RGB", size, (255, 255, 255))
+    d = ImageDraw.Draw(img)
+    inks = [(37, 99, 235), (220, 38, 38), (22, 163, 74), (147, 51, 234), (234, 88, 12),
+            (15, 23, 42), (100, 116, 139), (8, 145, 178)]
+
+    def text(x0: int, y0: int, x1: int, y1: int, pitch: int, height: int) -> None:
+        """Lines of thin coloured words."""
+        for y in range(y0, y1 - height, pitch):
+            x = x0 + rnd.randint(0, 12)
+            colour = rnd.choice(inks)
+            while x < x1 - 20:
+                word = rnd.randint(14, 70)
+                d.rectangle((x, y, min(x1, x + word), y + height - 1), fill=colour)
+                x += word + rnd.randint(6, 11)
+                if rnd.random() < 0.15:
+                    colour = rnd.choice(inks)
+
+    def photo(box: tuple[int, int, int, int]) -> None:
+        """Smooth blotches of colour and a few bright and dark shapes: a photograph."""
+        x0, y0, x1, y1 = box
+        pw, ph = x1 - x0, y1 - y0
+        small = Image.new("RGB", (max(2, pw // 24), max(2, ph // 24)))
+        small.putdata([
+            (rnd.randrange(40, 256), rnd.randrange(30, 230), rnd.randrange(20, 220))
+            for _ in range(small.width * small.height)
+        ])
+        pic = small.resize((pw, ph), Image.Resampling.BICUBIC)
+        pd = ImageDraw.Draw(pic)
+        for _ in range(6):
+            cx, cy, r = rnd.randrange(pw), rnd.randrange(ph), rnd.randint(8, max(9, pw // 5))
+            pd.ellipse((cx - r, cy - r, cx + r, cy + r),
+                       fill=rnd.choice([(250, 250, 245), (20, 20, 24), (240, 200, 60)]))
+        img.paste(pic.filter(ImageFilter.GaussianBlur(1.5)), (x0, y0))
+
+    # A top bar of coloured links, a strip of thumbnails, then columns of text and pictures.
+    text(16, 10, w - 16, 40, 14, 3)
+    for i in range(9):
+        photo((16 + i * 140, 48, 16 + i * 140 + 128, 128))
+    text(16, 140, w // 2 - 20, 260, 9, 2)
+    photo((w // 2, 140, w - 16, 420))
+    text(16, 270, w // 2 - 20, h - 16, 11, 2)
+    for i in range(3):
+        photo((w // 2 + i * 208, 440, w // 2 + i * 208 + 196, 600))
+    text(w // 2, 612, w - 16, h - 16, 10, 2)
+    return img
+
+
+CAPTURES = {"light": light_page, "dark": dark_page, "noisy": noisy, "light-busy": light_busy}
