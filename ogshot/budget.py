@@ -21,8 +21,9 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextvars import ContextVar
+from typing import TypeVar
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
@@ -37,6 +38,7 @@ log = logging.getLogger("ogshot")
 
 #: Set inside a slot, so that work started from there (a card's capture) is not charged twice.
 _ADMITTED: ContextVar[bool] = ContextVar("ogshot_admitted", default=False)
+T = TypeVar("T")
 #: Longest the budget's store may take before the request goes on without it (fail open).
 STORE_TIMEOUT = 0.25
 
@@ -81,17 +83,25 @@ class Budget:
             return
         key = budget_key(client)
         try:
-            allowed = await asyncio.wait_for(self.limiter.hit(self.item, key), STORE_TIMEOUT)
+            allowed = await self._bounded(self.limiter.hit(self.item, key))
             if allowed:
                 return
-            stats = await asyncio.wait_for(
-                self.limiter.get_window_stats(self.item, key), STORE_TIMEOUT
-            )
+            stats = await self._bounded(self.limiter.get_window_stats(self.item, key))
         except Exception as exc:  # a budget store that is down must not take the cards with it
             log.warning("rate-limit store unavailable, not counting: %r", exc)
             return
         wait = max(1, math.ceil(stats.reset_time - time.time()))
         raise self.refusal(min(wait, self.item.get_expiry()))
+
+    def _bounded(self, step: Awaitable[T]) -> Awaitable[T]:
+        """A step of the store, bounded by STORE_TIMEOUT when the store is across a network.
+
+        The in-memory store never waits on anything: the timeout's task and timer would only
+        add about a tenth of a millisecond to every card made while the crawler waits.
+        """
+        if isinstance(self.storage, MemoryStorage):
+            return step
+        return asyncio.wait_for(step, STORE_TIMEOUT)
 
     def refusal(self, retry_after: int) -> RateLimited:
         """The 429 of a client over its budget, to come back in ``retry_after`` seconds."""

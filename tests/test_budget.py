@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
+from ogshot import budget as budget_module
 from ogshot.api import create_app
 from ogshot.budget import Budget, Gate
 from ogshot.card import Card
@@ -226,3 +229,24 @@ def test_ogshot_serve_believes_no_proxy_header_it_was_not_told_to(tmp_path: Path
             for i in range(3)
         ]
     assert codes == [200, 200, 429]
+
+
+def test_a_budget_store_that_never_answers_lets_the_card_through_in_time() -> None:
+    """A Redis budget store that accepts the connection and then says nothing: the charge gives
+    up after STORE_TIMEOUT and the card goes on (fail open), rather than hanging with it."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    port = silent.getsockname()[1]
+    try:
+        store = Budget("5/minute", f"redis://127.0.0.1:{port}/0")
+
+        async def charge() -> float:
+            t0 = time.perf_counter()
+            await store.charge("203.0.113.9")
+            return time.perf_counter() - t0
+
+        elapsed = asyncio.run(charge())
+    finally:
+        silent.close()
+    assert elapsed < budget_module.STORE_TIMEOUT + 1.0
