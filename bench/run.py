@@ -1,14 +1,16 @@
 """Every benchmark in one run, so that the ratios compare figures measured side by side.
 
-    python -m bench [--quick] [--vercel-modules DIR] [--json results.json]
+    python -m bench [--quick] [--vercel-modules DIR] [--json results.json] [--readme README.md]
 
 @vercel/og is the peer of the title card: ``npm install @vercel/og@0.11.1 satori@0.33.5`` in a
 folder outside the repository, and pass that folder as ``--vercel-modules`` (or set
 ``OGSHOT_BENCH_VERCEL_MODULES``); without it, its rows and targets are skipped.
 
 Prints the Markdown tables the README shows (the figures of this one run), then every target
-with PASS or FAIL, and last one JSON object with every figure. Numbers move with the machine's
-load: compare ratios from the same run, not figures across runs.
+with PASS or FAIL, and last one JSON object with every figure. ``--readme README.md`` also puts
+the tables and targets into the README's Performance section, between its bench-run markers.
+Numbers move with the machine's load: compare ratios from the same run, not figures across
+runs.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+from pathlib import Path
 from typing import Any
 
 from . import bench_cold, bench_concurrency, bench_herd, bench_http, bench_memory, bench_render
@@ -88,6 +91,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and cards")
     parser.add_argument("--vercel-modules", help="folder with @vercel/og installed by npm")
     parser.add_argument("--json", help="also write the JSON figures to this file")
+    parser.add_argument(
+        "--readme", help="also put the report into this README's bench-run block (README.md)"
+    )
     args = parser.parse_args()
     n, cold_n, cards, seconds = (10, 30, 1000, 2) if args.quick else (30, 100, 10000, 4)
     modules = bench_cold.vercel_modules(args.vercel_modules)
@@ -105,32 +111,64 @@ def main() -> None:
         "memory": bench_memory.figures(cards),
         "herd": bench_herd.figures(200),
     }
-    cold = fig["cold"]
-    print(bench_render.table(fig["render"], bench_cold.rows(cold)))
+    report = "\n".join(report_lines(fig))
+    print(report)
+    out = json.dumps(fig)
+    if args.json:
+        with open(args.json, "w") as fh:
+            fh.write(out + "\n")
+    if args.readme:
+        replace_block(Path(args.readme), report)
     print()
-    above = cold["overhead_ms"]
-    print(f"Cold title card over HTTP: {above:.2f} ms above the in-process render", end="")
+    print(out)
+
+
+#: The README's run lies between these two lines; ``--readme`` replaces what is between them.
+BEGIN, END = "<!-- bench run: begin -->", "<!-- bench run: end -->"
+
+
+def replace_block(readme: Path, report: str) -> None:
+    """Put ``report`` between the markers in ``readme`` (the Performance section's run)."""
+    text = readme.read_text()
+    head, sep, rest = text.partition(BEGIN)
+    _, sep2, tail = rest.partition(END)
+    if not sep or not sep2:
+        raise SystemExit(f"{readme}: no '{BEGIN}' ... '{END}' block to replace")
+    readme.write_text(f"{head}{BEGIN}\n\n{report}\n\n{END}{tail}")
+
+
+def report_lines(fig: dict[str, Any]) -> list[str]:
+    """The run as Markdown: the tables, the cold-request line, the memory line, the targets."""
+    lines: list[str] = []
+    say = lines.append
+    cold = fig["cold"]
+    say(bench_render.table(fig["render"], bench_cold.rows(cold)))
+    say("")
+    cold_line = (
+        f"Cold title card over HTTP: {cold['overhead_ms']:.2f} ms above the in-process render"
+    )
     if "ratio_http" in cold:
-        print(
+        cold_line += (
             f"; @vercel/og {cold['ratio_http']:.2f}x slower over HTTP, "
             f"{cold['ratio_in_process']:.2f}x in process (its own HTTP adds "
             f"{cold['vercel_og_overhead_ms']:.2f} ms)."
         )
     else:
-        print(f"; @vercel/og skipped: {cold['vercel_og']['skipped']}.")
-    print()
-    print("| pool (2 workers) | title cards/s | screenshot cards/s |")
-    print("|---|---:|---:|")
+        cold_line += f"; @vercel/og skipped: {cold['vercel_og']['skipped']}."
+    say(cold_line)
+    say("")
+    say("| pool (2 workers) | title cards/s | screenshot cards/s |")
+    say("|---|---:|---:|")
     for name in fig["pools"]["title"]:
         title, shot = fig["pools"]["title"][name], fig["pools"]["screenshot"][name]
-        print(f"| {name} | {title:.0f} | {shot:.1f} |")
-    print()
+        say(f"| {name} | {title:.0f} | {shot:.1f} |")
+    say("")
     http = fig["http"]
     if "skipped" in http:
-        print(f"HTTP: skipped ({http['skipped']})")
+        say(f"HTTP: skipped ({http['skipped']})")
     else:
-        print("| HTTP, one worker | requests/s |")
-        print("|---|---:|")
+        say("| HTTP, one worker | requests/s |")
+        say("|---|---:|")
         rows = (
             ("cold card, render threads", "cold_rps"),
             ("cold card, render processes", "cold_processes_rps"),
@@ -139,33 +177,28 @@ def main() -> None:
             ("bare Starlette, same bytes", "bare_rps"),
         )
         for label, name in rows:
-            print(f"| {label} | {http[name]:.0f} |")
+            say(f"| {label} | {http[name]:.0f} |")
     mem = fig["memory"]
-    print()
-    print(
+    say("")
+    say(
         f"RSS after {mem['cards']} distinct cards: {mem['rss_mb']:.0f} MB (service "
         f"{mem['service_rss_mb']:.0f} MB, render workers {mem['workers_rss_mb']:.0f} MB), "
         f"cache budget {mem['budget_mb']:.0f} MB."
     )
     load = ", ".join(f"{x:.1f}" for x in fig["machine"]["load_average"])
-    print()
-    print(f"Targets ({fig['machine']['cpus']} CPUs, load average at the start {load}):")
-    print()
+    say("")
+    say(f"Targets ({fig['machine']['cpus']} CPUs, load average at the start {load}):")
+    say("")
     verdicts = targets(fig)
     fig["targets"] = {name: verdict for name, _, verdict in verdicts}
     for name, figure, verdict in verdicts:
-        print(f"- {verdict}: {name}: {figure}")
+        say(f"- {verdict}: {name}: {figure}")
     vp = fig["render"]["vs_pillow"]
-    print(
+    say(
         f"- (for fairness) screenshot card, Pillow PNG compress level 1 time / ogshot time: "
         f"{vp['ratio_level1_total']:.2f} end to end, {vp['ratio_level1_encode']:.2f} encode only"
     )
-    out = json.dumps(fig)
-    if args.json:
-        with open(args.json, "w") as fh:
-            fh.write(out + "\n")
-    print()
-    print(out)
+    return lines
 
 
 if __name__ == "__main__":
