@@ -18,8 +18,9 @@ What is kept, and why (the README's fonts section gives the sizes):
   hinting dropped (cards are drawn at 24 px and up, where hinting changes little and costs a third
   of the file);
 - Noto Sans CJK: one collection with the Japanese, Korean and Simplified Chinese faces, each cut
-  to the same repertoire (kana, the JIS X 0208 and GB 2312 ideographs, KS X 1001's 2,350 hangul),
-  so the three faces share one set of outlines;
+  to the same repertoire (kana, the JIS X 0208 and GB 2312 ideographs, KS X 1001's 2,350 hangul,
+  and the ASCII, punctuation and symbols CJK text mixes in), so the three faces share one set of
+  outlines;
 - Noto Color Emoji: whole (its bitmaps are the file, palette PNGs that re-encoding makes larger).
 """
 
@@ -48,6 +49,9 @@ SOURCES: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
+# Every font keeps its source's timestamps (head.modified): the same sources give the same bytes.
+
+
 def _options() -> subset.Options:
     options = subset.Options()
     options.layout_features = ["*"]
@@ -60,15 +64,61 @@ def _options() -> subset.Options:
     return options
 
 
+def _cjk_options() -> subset.Options:
+    """The CJK collection keeps the features a shaper applies to horizontal and vertical text
+    by default (fontTools' list), not the alternates a user picks (aalt, fwid, nalt…), which
+    would each bring a second copy of the repertoire."""
+    options = _options()
+    options.layout_features = subset.Options().layout_features
+    return options
+
+
+def _default_language(font: TTFont) -> TTFont:
+    """Keep each face's default language system only: the face is the region (a Korean title
+    is set in the KR face), and its language-tagged lookups map the ideographs to the other
+    regions' forms, which would bring in most of the other faces' outlines."""
+    for tag in ("GSUB", "GPOS"):
+        if tag in font:
+            for record in font[tag].table.ScriptList.ScriptRecord:
+                record.Script.LangSysRecord = []
+                record.Script.LangSysCount = 0
+    return font
+
+
 def _find(source: Path, name: str) -> Path | None:
     found = sorted(source.rglob(name))
     return found[0] if found else None
 
 
+#: What CJK text mixes in besides its own characters, kept in the CJK collection as its full
+#: release has it: the font chain leaves a space or a punctuation mark in the font of the run
+#: before it, so without these a Korean title's spaces (or a Chinese title's "…" and "“”") would
+#: be Inter's on a machine with only the package's fonts, and the CJK font's on one with Debian's.
+#: Letters and digits go to Inter either way (it comes first in the chain).
+CJK_COMPANIONS: tuple[tuple[int, int], ...] = (
+    (0x0020, 0x007E),  # ASCII
+    (0x00A0, 0x00BF),  # Latin-1 punctuation and signs
+    (0x00D7, 0x00D7),  # ×
+    (0x00F7, 0x00F7),  # ÷
+    (0x2000, 0x206F),  # general punctuation: dashes, quotes, …, ※
+    (0x2100, 0x218F),  # letterlike symbols (℃ №) and number forms (Ⅰ Ⅱ ⅰ)
+    (0x2190, 0x21FF),  # arrows
+    (0x2460, 0x24FF),  # enclosed alphanumerics (① ⑴ ⒈)
+    (0x25A0, 0x25FF),  # geometric shapes (■ ○ ◎ ▲)
+    (0x2600, 0x26FF),  # miscellaneous symbols (★ ☆ ♪)
+    (0x3200, 0x33FF),  # enclosed CJK letters and CJK compatibility (㈱ ㍿ ㎏)
+    (0xFE10, 0xFE1F),  # vertical forms
+    (0xFE30, 0xFE6F),  # CJK compatibility forms and small form variants
+)
+
+
 def _cjk_repertoire() -> set[int]:
-    """Kana, hangul, CJK punctuation and the ideographs of JIS X 0208 and GB 2312."""
+    """Kana, hangul, CJK punctuation, the ideographs of JIS X 0208 and GB 2312, and the
+    characters CJK text mixes in (:data:`CJK_COMPANIONS`)."""
     cps: set[int] = set(range(0x3000, 0x3100)) | set(range(0x31F0, 0x3200))
     cps |= set(range(0xFF00, 0xFFF0)) | set(range(0x3130, 0x3190))
+    for first, last in CJK_COMPANIONS:
+        cps |= set(range(first, last + 1))
     for cp in [*range(0x4E00, 0xA000), *range(0xAC00, 0xD7A4)]:
         ch = chr(cp)
         for codec in ("shift_jis", "gb2312", "euc_kr"):
@@ -93,7 +143,7 @@ def _script_fonts(source: Path, out: Path) -> None:
             if path is None:
                 print(f"missing {family}-{weight}", file=sys.stderr)
                 continue
-            font = TTFont(str(path))
+            font = TTFont(str(path), recalcTimestamp=False)
             subsetter = subset.Subsetter(_options())
             subsetter.populate(unicodes=font.getBestCmap().keys())
             subsetter.subset(font)
@@ -109,18 +159,24 @@ def _cjk(source: Path, out: Path) -> None:
             continue
         collection = TTCollection(str(path))
         faces = {f["name"].getDebugName(4).replace(f" {weight}", ""): f for f in collection.fonts}
-        # One glyph set for the three faces: the outlines any of them maps the repertoire to.
+        numbers = {name: list(collection.fonts).index(faces[name]) for name in CJK_FACES}
+        # One glyph set for the three faces: the outlines any of them reaches from the
+        # repertoire, through its character map or the substitutions a shaper makes by default
+        # (the Korean face's space, quotes and ellipsis are its own glyphs, chosen by 'locl').
         glyphs: set[str] = set()
         for name in CJK_FACES:
-            cmap = faces[name].getBestCmap()
-            glyphs |= {cmap[cp] for cp in wanted if cp in cmap}
+            font = _default_language(TTFont(str(path), fontNumber=numbers[name]))
+            subsetter = subset.Subsetter(_cjk_options())
+            subsetter.populate(unicodes=wanted)
+            subsetter.subset(font)
+            glyphs |= set(font.getGlyphOrder())
         kept = []
         for name in CJK_FACES:
-            number = list(collection.fonts).index(faces[name])
-            font = TTFont(str(path), fontNumber=number)
-            options = _options()
+            font = TTFont(str(path), fontNumber=numbers[name], recalcTimestamp=False)
+            font = _default_language(font)
+            options = _cjk_options()
             # Exactly these glyphs in every face (no per-face closure), so that they can share
-            # one outline table; lookups to glyphs left out are dropped.
+            # one outline table.
             options.layout_closure = False
             subsetter = subset.Subsetter(options)
             subsetter.populate(glyphs=sorted(glyphs), unicodes=wanted)
