@@ -26,9 +26,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _run(args: list[str | Path], **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(a) for a in args], capture_output=True, text=True, timeout=120, check=True, **kwargs
-    )  # type: ignore[call-overload, no-any-return]
+    done: subprocess.CompletedProcess[str] = subprocess.run(
+        [str(a) for a in args], capture_output=True, text=True, timeout=120, **kwargs
+    )  # type: ignore[call-overload]
+    assert done.returncode == 0, (args, done.stderr[-2000:])
+    return done
 
 
 @pytest.fixture(scope="module")
