@@ -14,6 +14,7 @@ light plate) is laid in the opposite extreme instead.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 from PIL import Image, ImageDraw
 
@@ -103,12 +104,17 @@ def lay_plate(canvas: Image.Image, rects: list[Rect], colour: RGB, alpha: float)
     top = max(0, min(r[1] for r in rects) - PAD)
     right = min(WIDTH, max(r[2] for r in rects) + PAD)
     bottom = min(HEIGHT, max(r[3] for r in rects) + PAD)
-    # Drawn four times larger and reduced: smooth corners.
+    paint(canvas, colour, (left, top), _mask((right - left, bottom - top), math.ceil(alpha * 255)))
+    return (left, top, right, bottom)
+
+
+@lru_cache(maxsize=64)
+def _mask(size: tuple[int, int], fill: int) -> Image.Image:
+    """A rounded plate's mask, drawn four times larger and reduced: smooth corners. A site's
+    label has the same size on every card, so the mask is kept."""
     scale = 4
-    size = (right - left, bottom - top)
     big = Image.new("L", (size[0] * scale, size[1] * scale), 0)
     ImageDraw.Draw(big).rounded_rectangle(
-        (0, 0, big.width - 1, big.height - 1), PAD * scale, fill=math.ceil(alpha * 255)
+        (0, 0, big.width - 1, big.height - 1), PAD * scale, fill=fill
     )
-    paint(canvas, colour, (left, top), big.resize(size, Image.Resampling.BOX))
-    return (left, top, right, bottom)
+    return big.resize(size, Image.Resampling.BOX)
