@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import ImageFont
 
 from ogshot.fonts import FontSet
@@ -104,3 +106,28 @@ def test_a_cut_word_leaves_no_stub_before_the_words_that_follow_it(fonts: FontSe
     font = fonts.get("bold", fitted.size)
     pieces = [font.getlength(line.text.removesuffix(" ist lang")) for line in fitted.lines]
     assert min(pieces) >= 0.6 * max(pieces), [line.text for line in fitted.lines]
+
+
+_LETTERS = st.sampled_from("abcdefghijklmnopqrstuvwxyzäöüßABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    words=st.lists(
+        st.text(_LETTERS, min_size=1, max_size=90), min_size=1, max_size=6
+    ),
+    width=st.integers(min_value=200, max_value=1040),
+)
+def test_cut_words_keep_every_letter_in_order_within_the_box(
+    words: list[str], width: int
+) -> None:
+    fonts = FontSet.default()
+    text = " ".join(words)
+    box = dict(width=width, height=300, max_size=80, min_size=30, max_lines=5, line_height=1.12)
+    fitted = fit(text, fonts=fonts, weight="bold", **box)  # type: ignore[arg-type]
+    assert fitted.height <= 300
+    for line in fitted.lines:
+        assert line.width <= width + 1
+    if not fitted.truncated:
+        # Lines end at spaces or between the letters of a cut word; nothing is added or lost.
+        assert "".join(line.text for line in fitted.lines).replace(" ", "") == "".join(words)
