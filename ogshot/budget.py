@@ -23,7 +23,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Awaitable
 from contextvars import ContextVar
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
@@ -41,6 +41,31 @@ _ADMITTED: ContextVar[bool] = ContextVar("ogshot_admitted", default=False)
 T = TypeVar("T")
 #: Longest the budget's store may take before the request goes on without it (fail open).
 STORE_TIMEOUT = 0.25
+
+
+class SweptMemoryStorage(MemoryStorage):
+    """limits' in-memory store, walking its clients for expired counts at most once a second.
+
+    limits starts that walk (a task that visits every client key it holds) on every count: with
+    many clients in the window, every card made pays for a walk over all of them. Each read
+    already drops its own key once expired, so the walk only gives memory back, and once a
+    second keeps the store as bounded (keys live two windows, plus at most that second).
+    """
+
+    #: Seconds between walks.
+    SWEEP_EVERY = 1.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.swept = float("-inf")
+
+    # limits' own hook, by its name-mangled name: every count calls it.
+    async def _MemoryStorage__schedule_expiry(self) -> None:
+        now = time.monotonic()
+        if now - self.swept < self.SWEEP_EVERY:
+            return
+        self.swept = now
+        await super()._MemoryStorage__schedule_expiry()  # type: ignore[misc]
 
 
 class Budget:
@@ -64,7 +89,7 @@ class Budget:
                 f"async+{scheme}{sep}{rest}", implementation="redispy", key_prefix="ogshot-budget"
             )
         else:
-            self.storage = MemoryStorage()
+            self.storage = SweptMemoryStorage()
         self.limiter = SlidingWindowCounterRateLimiter(self.storage)
 
     @property

@@ -250,3 +250,49 @@ def test_a_budget_store_that_never_answers_lets_the_card_through_in_time() -> No
     finally:
         silent.close()
     assert elapsed < budget_module.STORE_TIMEOUT + 1.0
+
+
+def test_the_in_memory_budget_walks_its_clients_once_a_second_not_on_every_card() -> None:
+    """limits' memory store walks every client key it holds on each count: with many clients
+    in the window, every card made would pay for the walk. The budget's store walks at most
+    once a second, still refuses a client over its budget, and still forgets expired clients
+    when a walk is due."""
+    budget = Budget("3/minute")
+    store = budget.storage
+    assert isinstance(store, budget_module.SweptMemoryStorage)
+    walks = 0
+    walk = store._MemoryStorage__expire_events  # type: ignore[attr-defined]
+
+    async def counted() -> None:
+        nonlocal walks
+        walks += 1
+        await walk()
+
+    store._MemoryStorage__expire_events = counted  # type: ignore[attr-defined]
+
+    async def many_clients() -> None:
+        for i in range(200):
+            await budget.charge(f"198.51.{i // 250}.{i % 250}")
+            await asyncio.sleep(0)  # the loop turns between cards, as a server's does
+        for _ in range(3):
+            await budget.charge("203.0.113.7")
+        with pytest.raises(RateLimited):
+            await budget.charge("203.0.113.7")
+        await asyncio.sleep(0)
+
+    asyncio.run(many_clients())
+    assert walks == 1
+    held = len(store.expirations)
+    assert held >= 200
+
+    async def later() -> None:
+        for key in store.expirations:
+            store.expirations[key] = 0.0  # every count has expired
+        store.swept = float("-inf")  # and a walk is due
+        await budget.charge("192.0.2.1")
+        for _ in range(5):
+            await asyncio.sleep(0.01)
+
+    asyncio.run(later())
+    assert walks == 2
+    assert len(store.expirations) < held
