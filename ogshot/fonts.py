@@ -27,7 +27,6 @@ import logging
 import math
 import sys
 import threading
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -485,11 +484,14 @@ def _coverage_by_script(fonts: FontSet) -> list[tuple[str, int, int, list[str]]]
     for face in reversed(fonts.faces):
         for cp in face.coverage:
             union[cp] = face.name  # the first face of the chain wins
-    for cp in range(0x20, 0x31400):
-        if 0xD800 <= cp <= 0xF8FF or 0xE0000 <= cp:
+    # Planes 0 to 3 (the supplementary special-purpose and private planes hold no script), with
+    # the current Unicode database (unicodedata2, as the scripts of fontTools'), so that
+    # characters newer than Python's own database count too.
+    for cp in range(0x20, 0x40000):
+        if 0xD800 <= cp <= 0xF8FF:
             continue
         ch = chr(cp)
-        if unicodedata.category(ch) in ("Cn", "Co", "Cs", "Cc"):
+        if ucd.category(ch) in ("Cn", "Co", "Cs", "Cc"):
             continue
         script = script_name(ch)
         if script in ("Common", "Inherited", "Unknown"):

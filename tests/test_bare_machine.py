@@ -169,7 +169,11 @@ def test_fonts_command_prints_coverage_by_script(
     rows = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
     for script in ("Arabic", "Hebrew", "Devanagari", "Thai", "Hangul", "Georgian", "Ethiopic"):
         assert script in rows, script
-    assert "100.0%" in rows["Hebrew"] or "99" in rows["Hebrew"]
+    assert float(rows["Hebrew"].split("%")[0].split()[-1]) >= 95
+    # Counted with the current Unicode database: characters newer than Python's own count too.
+    covered, assigned = rows["Devanagari"].split()[1].split("/")
+    assert int(assigned) > 154 >= int(covered)  # Devanagari Extended-A (Unicode 15) is there
+    assert "Garay" in out.split("no font for")[1]  # a script of Unicode 16
     assert str(BUNDLED_DIR) in out
     assert "no font for" in out and "Tibetan" in out.split("no font for")[1]
 
