@@ -38,7 +38,13 @@ from .netguard import UrlPolicy
 from .pagemeta import PageMeta, PageMetaStore, meta_source
 from .render import RENDERER_VERSION, render_card
 from .settings import Settings
-from .workers import RELEASE_EVERY, ProcessRenderer, release_memory, tune_allocator
+from .workers import (
+    RELEASE_EVERY,
+    ProcessRenderer,
+    lower_thread_priority,
+    release_memory,
+    tune_allocator,
+)
 
 log = logging.getLogger("ogshot")
 
@@ -134,7 +140,11 @@ class CardService:
         if self._processes is not None:
             # Each thread then only waits on a worker process: one per process keeps them busy.
             threads = max(threads, self._processes.processes)
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ogshot-render")
+        self._executor = ThreadPoolExecutor(
+            max_workers=threads,
+            thread_name_prefix="ogshot-render",
+            initializer=lower_thread_priority,
+        )
         #: The per-client budget and the bounded gate that every cache miss passes (budget.py).
         self.admission = Admission.from_settings(
             settings, self._processes.processes if self._processes is not None else threads

@@ -30,6 +30,7 @@ import logging
 import multiprocessing
 import os
 import platform
+import sys
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -97,6 +98,21 @@ def release_memory() -> bool:
 #: How much lower than the service's own the workers' CPU priority is: when the cores are full,
 #: the process answering cache hits runs first and renders take what is left (bench_overload).
 RENDER_NICE = 10
+
+
+def lower_thread_priority() -> None:
+    """Run the calling thread :data:`RENDER_NICE` lower than the rest of its process.
+
+    A render thread's initializer: on Linux each thread has its own nice value, so when the cores
+    are full the event loop's thread (cache hits, refusals) runs first and the renders take what
+    is left, as worker processes do. Elsewhere this does nothing.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    tid = threading.get_native_id()
+    with contextlib.suppress(OSError):
+        nice = os.getpriority(os.PRIO_PROCESS, tid) + RENDER_NICE
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, nice))
 
 
 def _start_worker(dirs: tuple[Path, ...]) -> None:

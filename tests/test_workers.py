@@ -5,6 +5,7 @@ import os
 import platform
 import resource
 import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from ogshot.fonts import FontSet
 from ogshot.layouts import LayoutRegistry
 from ogshot.service import CardService, make_card_bytes
 from ogshot.settings import Settings
-from ogshot.workers import ProcessRenderer, release_memory, tune_allocator
+from ogshot.workers import RENDER_NICE, ProcessRenderer, release_memory, tune_allocator
 
 
 @pytest.fixture
@@ -153,5 +154,24 @@ def test_the_service_releases_memory_every_so_many_renders(
             asyncio.run(service.card(Card(title=f"Card {i}")))
         assert service.renders == 7
         assert len(calls) == 2
+    finally:
+        asyncio.run(service.aclose())
+
+
+@pytest.mark.skipif(platform.system() != "Linux", reason="a nice value per thread is Linux's")
+def test_render_threads_run_at_a_lower_cpu_priority_than_the_event_loop(
+    layouts: LayoutRegistry, fonts: FontSet
+) -> None:
+    """When the cores are full, the thread answering cache hits runs before the renders."""
+    service = CardService(_settings(), layouts=layouts, fonts=fonts)
+
+    def nice_here() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    try:
+        mine = nice_here()
+        theirs = service._executor.submit(nice_here).result(timeout=30)
+        assert theirs == min(19, mine + RENDER_NICE)
+        assert nice_here() == mine  # the caller's own priority is untouched
     finally:
         asyncio.run(service.aclose())
