@@ -6,7 +6,7 @@ The road from a string to lines:
    that covers it (:meth:`FontSet.pick`); spaces and punctuation stay in the run around them;
 2. line breaking follows UAX #14 (``uniseg``): CJK breaks between characters, other scripts at
    spaces; a unit wider than the line (a URL) is cut between grapheme clusters, never inside one,
-   into the fewest pieces that fit, then evened out (:meth:`Setter.even_cuts`);
+   into the fewest pieces that fit, then evened out (:func:`cutting.even_cuts`);
 3. :func:`fit` tries sizes from the box's maximum down (by bisection) until the text fits in its
    line limit; at the minimum size what does not fit is cut and ends in an ellipsis;
 4. each line is ordered for display by the Unicode bidi algorithm (``python-bidi``), then split into

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from ..fonts import FontSet, Weight
 from .breaking import _Lazy
 from .clusters import normalise
+from .cutting import even_cuts
 from .setter import Line, Setter
 
 
@@ -175,7 +176,7 @@ def fit(
         wrapped = spans
         spans = _balance(setter, spans, width, size, units, broke)
         if broke:
-            spans = setter.even_cuts(spans, width, size, units)
+            spans = even_cuts(setter, spans, width, size, units)
         # Other lines have other ink: keep the balanced ones only if they still fit the box.
         nominal = max(1, round(size * line_height)), *setter.metrics(size)
         vertical = spacing([setter.ink(i, j) for i, j in spans], size, *nominal)
