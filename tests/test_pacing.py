@@ -13,6 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from ogshot.api import create_app
@@ -337,3 +339,35 @@ def test_ogshot_serve_paces_a_refused_client_and_no_one_else(tmp_path: Path) -> 
         assert _paced(base) == 3
         assert httpx.get(f"{base}/og.png?title=a+0", timeout=10).status_code == 200
         assert httpx.get(f"{base}/healthz", timeout=10).status_code == 200
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    data=st.one_of(
+        st.binary(max_size=600),
+        st.lists(
+            st.sampled_from(
+                [
+                    b"GET /og.png?title=x HTTP/1.1",
+                    b"X-Forwarded-For: 198.51.100.1",
+                    b"x-forwarded-for:198.51.100.1, 10.0.0.3",
+                    b'Forwarded: for="[2001:db8::1]:80";proto=https',
+                    b"X-Forwarded-For: unknown, ::ffff:198.51.100.1",
+                    b"X-Forwarded-Proto: https",
+                    b"Host: t",
+                    b"",
+                    b"\xff\xfe: \x00",
+                ]
+            ),
+            max_size=8,
+        ).map(b"\r\n".join),
+    ),
+    peer=st.sampled_from(["10.0.0.2", "198.51.100.1", "192.0.2.9", None, "garbage"]),
+)
+def test_any_bytes_from_any_peer_are_held_at_most_the_pause_and_never_raise(
+    data: bytes, peer: str | None
+) -> None:
+    p = pacer(pause=0.75, trusted="10.0.0.0/8")
+    for client in ("198.51.100.1", "2001:db8::5", "10.0.0.2", "192.0.2.9"):
+        p.refused.note(client, 30, budget=True)
+    assert 0 <= p.hold_for(peer, data) <= 0.75
