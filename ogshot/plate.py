@@ -98,6 +98,21 @@ def plate_for(
     return far, 1.0
 
 
+def groups(bar: Rect | None, label: list[Rect]) -> list[list[Rect]]:
+    """The rectangles each plate goes under: one plate for a bar and a label that sit together
+    (as in the built-in layouts), one each when a layout puts them apart."""
+    if bar is None:
+        return [label] if label else []
+    if not label:
+        return [[bar]]
+    left = min(r[0] for r in label)
+    top = min(r[1] for r in label)
+    right = max(r[2] for r in label)
+    bottom = max(r[3] for r in label)
+    apart = max(left - bar[2], bar[0] - right, top - bar[3], bar[1] - bottom)
+    return [[bar, *label]] if apart <= 2 * PAD else [[bar], label]
+
+
 def lay_plate(canvas: Image.Image, rects: list[Rect], colour: RGB, alpha: float) -> Rect:
     """One rounded plate under ``rects`` (the bar and the label's lines); where it went."""
     left = max(0, min(r[0] for r in rects) - PAD)

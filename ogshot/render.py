@@ -24,7 +24,7 @@ from .contrast import RGB, Rect, choose_colour, hex_rgb, paint
 from .fonts import EMOJI, EMOJI_SIZE, FontSet, cjk_region
 from .layers import ThemeName, box_extremes, covers_card, place_capture, static_layer
 from .layouts import Layout, Palette, TextBox
-from .plate import lay_plate, plate_for
+from .plate import groups, lay_plate, plate_for
 from .text import Fitted, fit
 
 RENDERER_VERSION = "10"
@@ -64,8 +64,8 @@ class Rendered:
     #: The card before any text was drawn (scrims included): what the text is read against.
     backdrop: Image.Image
     placed: tuple[Placed, ...]
-    #: Where a backing plate went under the accent bar and site label, if one was needed.
-    plate: Rect | None = None
+    #: Where backing plates went under the accent bar and site label, if they were needed.
+    plates: tuple[Rect, ...] = ()
 
 
 def fit_box(text: str, spec: TextBox, fonts: FontSet) -> Fitted:
@@ -221,9 +221,9 @@ def render_detailed(
         if fitted.lines:
             boxes.append((name, spec, fitted, _line_rects(fitted, spec)))
 
-    plate = None
+    plates: tuple[Rect, ...] = ()
     if capture is not None:
-        plate = _plate(canvas, layout, boxes, accent, colours, palette, other)
+        plates = _plates(canvas, layout, boxes, accent, colours, palette, other)
 
     planned: list[tuple[str, TextBox, Fitted, list[tuple[int, int, Rect]], RGB, float]] = []
     bare = capture is None
@@ -247,10 +247,10 @@ def render_detailed(
     for name, spec, fitted, rows, colour, alpha in planned:
         _draw_box(canvas, fitted, spec, fonts, colour, rows)
         placed.append(Placed(name, tuple(r for *_, r in rows), colour, alpha, fitted))
-    return Rendered(canvas, backdrop, tuple(placed), plate)
+    return Rendered(canvas, backdrop, tuple(placed), plates)
 
 
-def _plate(
+def _plates(
     canvas: Image.Image,
     layout: Layout,
     boxes: list[tuple[str, TextBox, Fitted, list[tuple[int, int, Rect]]]],
@@ -258,7 +258,7 @@ def _plate(
     colours: dict[str, RGB],
     palette: Palette,
     other: Palette,
-) -> Rect | None:
+) -> tuple[Rect, ...]:
     """Lay a backing plate under the accent bar and site label where the capture needs one."""
     bar: Rect | None = None
     if layout.accent_bar is not None:
@@ -270,8 +270,8 @@ def _plate(
     candidates = [wanted, hex_rgb(palette.foreground), hex_rgb(other.foreground)]
     found = plate_for(canvas, bar, label, accent, candidates, hex_rgb(palette.background))
     if found is None:
-        return None
-    return lay_plate(canvas, [*([bar] if bar else []), *label], *found)
+        return ()
+    return tuple(lay_plate(canvas, group, *found) for group in groups(bar, label))
 
 
 def render_card(

@@ -12,7 +12,7 @@ from PIL import Image
 from ogshot.card import Card
 from ogshot.contrast import RGB
 from ogshot.fonts import FontSet
-from ogshot.layouts import LayoutRegistry
+from ogshot.layouts import Layout, LayoutRegistry
 from ogshot.render import render_detailed
 from ogshot.samples import CAPTURES
 
@@ -116,9 +116,9 @@ def test_no_plate_where_the_bar_and_label_are_legible_without_one(
     # The split layout keeps its bar and label on its own background, beside the capture.
     card = Card(title="T", site="example.org")
     for name in CAPTURES:
-        assert render_detailed(card, layouts.get("split"), fonts, capture(name)).plate is None
+        assert render_detailed(card, layouts.get("split"), fonts, capture(name)).plates == ()
     # A title card has no capture to guard against.
-    assert render_detailed(card, layouts.get("default"), fonts).plate is None
+    assert render_detailed(card, layouts.get("default"), fonts).plates == ()
 
 
 def test_a_light_accent_gets_a_plate_it_stands_out_from(
@@ -127,7 +127,7 @@ def test_a_light_accent_gets_a_plate_it_stands_out_from(
     # A pale yellow bar cannot keep 3:1 on a white plate: the plate goes dark instead.
     card = Card(title="T", site="example.org", theme="light", accent="#fde68a")
     rendered = render_detailed(card, layouts.get("default"), fonts, capture("light-busy"))
-    assert rendered.plate is not None
+    assert len(rendered.plates) == 1
     label, bar = legibility(layouts, fonts, "default", "light-busy", "light", accent="#fde68a")
     assert bar is not None and bar >= BAR_CONTRAST
     assert label is not None and label >= LABEL_CONTRAST
@@ -136,3 +136,24 @@ def test_a_light_accent_gets_a_plate_it_stands_out_from(
 def test_every_layout_with_a_capture_is_checked(layouts: LayoutRegistry) -> None:
     shown = {spec.name for spec in layouts if spec.capture is not None}
     assert shown == set(LAYOUTS_WITH_A_CAPTURE)
+
+
+def test_a_bar_and_label_far_apart_get_a_plate_each(fonts: FontSet) -> None:
+    # A layout of one's own may put the bar at the top and the label at the bottom: one plate
+    # spanning both would veil the whole card.
+    data = Layout.model_validate(
+        {
+            "capture": {"box": [0, 0, 1200, 630], "scrim": "none"},
+            "accent_bar": {"box": [80, 40, 96, 10]},
+            "site": {"box": [80, 560, 1040, 40], "max_size": 24, "min_size": 18},
+            "title": {"box": [80, 200, 1040, 200], "max_size": 60, "min_size": 30},
+            "light": {"background": "#ffffff", "foreground": "#0f172a", "muted": "#475569",
+                      "accent": "#4f46e5", "scrim": "#ffffff"},
+            "dark": {"background": "#0b1020", "foreground": "#f8fafc", "muted": "#cbd5e1",
+                     "accent": "#818cf8"},
+        }
+    )
+    card = Card(title="T", site="example.org", theme="light")
+    rendered = render_detailed(card, data, fonts, capture("light-busy"))
+    assert len(rendered.plates) == 2
+    assert all(bottom - top < 100 for _, top, _, bottom in rendered.plates)
