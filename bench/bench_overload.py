@@ -154,6 +154,7 @@ def main() -> None:
     ap.add_argument("--idle", type=float, default=8.0, help="seconds of idle probing")
     ap.add_argument("--hit-share", type=float, default=0.5, help="share of clients asking hits")
     ap.add_argument("--processes", type=int, default=0, help="OGSHOT_RENDER_PROCESSES")
+    ap.add_argument("--threads", type=int, default=0, help="OGSHOT_RENDER_THREADS (0: default)")
     ap.add_argument("--rate-limit", default="120/minute", help="OGSHOT_RATE_LIMIT per client")
     ap.add_argument("--think-ms", type=int, default=200, help="pause of a hit client")
     ap.add_argument("--addresses", type=int, default=20, help="client addresses per wrk thread")
@@ -166,6 +167,7 @@ def main() -> None:
     env.update(
         OGSHOT_CAPTURE="none",
         OGSHOT_RENDER_PROCESSES=str(args.processes),
+        OGSHOT_RENDER_THREADS=str(args.threads),
         OGSHOT_RATE_LIMIT=args.rate_limit,
         OGSHOT_TRUSTED_PROXIES="127.0.0.1",
     )
@@ -222,6 +224,7 @@ def main() -> None:
         "clients": args.clients,
         "duration_s": args.duration,
         "render_processes": args.processes,
+        "render_threads": args.threads or "default",
         "probe_idle_p50_ms": round(_pct(idle, 50), 2),
         "probe_idle_p99_ms": round(_pct(idle, 99), 2),
         "probe_load_p50_ms": round(_pct(loaded, 50), 2),
@@ -248,6 +251,8 @@ def main() -> None:
     clean = figures["other_errors"] == 0 and figures["refusals_without_retry_after"] == 0
     figures["target_met"] = met
     mode = f"{args.processes} render processes" if args.processes else "render threads"
+    if args.threads and not args.processes:
+        mode = f"{args.threads} render threads"
     if args.json:
         print(json.dumps(figures))
     else:
