@@ -78,7 +78,7 @@ _COLOUR_TYPES: dict[str, tuple[int, int]] = {
     "LA": (4, 2),
     "RGBA": (6, 4),
 }
-_FILTER_NONE, _FILTER_UP = b"\x00", b"\x02"
+_FILTER_UP = b"\x02"
 
 
 def encode(image: Image.Image, fmt: str) -> bytes:
@@ -169,12 +169,12 @@ def _renew_after_fork() -> None:
 os.register_at_fork(after_in_child=_renew_after_fork)
 
 
-def _isal_deflate(data: bytes) -> bytes:
+def _isal_deflate(data: bytes | bytearray) -> bytes:
     """A zlib stream of ``data``, deflated by ISA-L on the deflate threads."""
     assert _fast_deflate is not None
     pieces = piece_count(len(data))
     if pieces == 1:
-        compress: Callable[[bytes, int], bytes] = _fast_deflate.compress
+        compress: Callable[[bytes | bytearray, int], bytes] = _fast_deflate.compress
         return _DEFLATE_THREADS.submit(compress, data, ISAL_LEVEL).result()
     view = memoryview(data)
     bounds = [len(data) * i // pieces for i in range(pieces + 1)]
@@ -218,18 +218,14 @@ def adler32_combine(first: int, second: int, second_length: int) -> int:
     return low | (high << 16)
 
 
-def write_png(image: Image.Image, deflate: Callable[[bytes], bytes]) -> bytes:
+def write_png(image: Image.Image, deflate: Callable[[bytes | bytearray], bytes]) -> bytes:
     """Write ``image`` (L, LA, P, RGB or RGBA) as a PNG with one IDAT, every row ``Up``-filtered.
 
     ``deflate`` turns the filtered rows into a zlib stream (header, data, Adler-32).
     """
     colour_type, channels = (3, 1) if image.mode == "P" else _COLOUR_TYPES[image.mode]
     width, height = image.size
-    stride = width * channels
-    raw = up_filtered(image).tobytes()
-    # The first row has no row above it: ``Up`` on it equals ``None``; saying None is plainer.
-    rows = [_FILTER_NONE + raw[:stride]]
-    rows.extend(_FILTER_UP + raw[y * stride : (y + 1) * stride] for y in range(1, height))
+    rows = _filtered_rows(up_filtered(image), width * channels + 1)
     ihdr = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
     palette = b""
     if image.mode == "P":
@@ -242,10 +238,26 @@ def write_png(image: Image.Image, deflate: Callable[[bytes], bytes]) -> bytes:
             _SIGNATURE,
             _chunk(b"IHDR", ihdr),
             palette,
-            _chunk(b"IDAT", deflate(b"".join(rows))),
+            _chunk(b"IDAT", deflate(rows)),
             _chunk(b"IEND", b""),
         )
     )
+
+
+def _filtered_rows(up: Image.Image, line: int) -> bytearray:
+    """The rows of an ``Up``-filtered image as IDAT carries them: each one ``line`` bytes, a
+    filter type byte and then the row.
+
+    Pillow's raw encoder writes the rows in one pass, each followed by zeros up to the stride it
+    is given; one byte along, each of those zeros stands where the next row's filter byte goes,
+    and becomes ``Up``. The first row's stays ``None``: it has no row above it (``Up`` on it
+    equals ``None``; saying None is plainer). No row is copied on its own.
+    """
+    padded = up.tobytes("raw", (up.mode, line))
+    rows = bytearray(len(padded))
+    rows[1:] = memoryview(padded)[:-1]
+    rows[line::line] = _FILTER_UP * (up.height - 1)
+    return rows
 
 
 def up_filtered(image: Image.Image) -> Image.Image:

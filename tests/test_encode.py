@@ -313,3 +313,32 @@ def test_piece_count_follows_size_alone() -> None:
     assert enc.piece_count(enc._PIECE_BYTES - 1) == 1
     assert enc.piece_count(2 * enc._PIECE_BYTES) == 2
     assert enc.piece_count(100 * enc._PIECE_BYTES) == enc._MAX_PIECES
+
+
+def _rows_one_by_one(image: Image.Image) -> bytes:
+    """IDAT's rows the plain way: each row cut out of the filtered bytes, its filter byte first."""
+    up = enc.up_filtered(image)
+    raw = up.tobytes()
+    stride = len(raw) // up.height
+    rows = [b"\x00" + raw[:stride]]
+    rows.extend(b"\x02" + raw[y * stride : (y + 1) * stride] for y in range(1, up.height))
+    return b"".join(rows)
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA", "P"])
+@pytest.mark.parametrize("size", [(1, 1), (7, 1), (1, 5), (321, 203)])
+def test_filtered_rows_in_one_pass_are_the_rows_one_by_one(
+    mode: str, size: tuple[int, int]
+) -> None:
+    """The rows handed to deflate are built in one pass from the raw encoder's padded output;
+    byte for byte they must be what cutting the rows out one by one gives, in every mode PNG
+    is written in and for one-pixel-wide or one-row images."""
+    image = _photo("RGBA" if mode == "LA" else mode if mode != "P" else "RGB", 7)
+    image = image.resize(size)
+    if mode == "LA":
+        image = image.convert("LA")
+    elif mode == "P":
+        image = image.quantize(16)
+    channels = 1 if mode == "P" else enc._COLOUR_TYPES[mode][1]
+    rows = enc._filtered_rows(enc.up_filtered(image), size[0] * channels + 1)
+    assert bytes(rows) == _rows_one_by_one(image)
