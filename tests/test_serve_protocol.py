@@ -201,3 +201,87 @@ def test_settings_reach_every_worker_process(tmp_path: Path) -> None:
                 raw = _read_all(sock)
                 assert time.monotonic() - start < 0.5 + SLACK
                 assert raw.startswith(b"HTTP/1.1 408 ")
+
+
+def _messages(raw: bytes, heads: set[int]) -> list[tuple[bytes, bytes]]:
+    """(head, body) of each response in a stream, framed by Content-Length (none: no body);
+    the responses numbered in ``heads`` answer HEAD requests (no body, whatever the length)."""
+    out: list[tuple[bytes, bytes]] = []
+    while raw:
+        head, sep, raw = raw.partition(b"\r\n\r\n")
+        assert sep, f"a response head without its end: {head[:200]!r}"
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        if len(out) in heads or head.startswith(b"HTTP/1.1 304"):
+            length = 0
+        out.append((head, raw[:length]))
+        raw = raw[length:]
+    return out
+
+
+def test_pipelined_card_answers_keep_their_framing(server: tuple[str, int]) -> None:
+    """A card's head leaves with its body in one write (connection.py, _HeadWithBody): a
+    cold card, a HEAD, a 304 and a probe sent back to back on one connection still come back
+    whole, in order, each framed by its own Content-Length."""
+    with _connect(server) as sock:
+        card = b"/og.png?title=Pipelined%20cards"
+        sock.sendall(b"GET " + card + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = b""
+        while b"\r\n\r\n" not in first:
+            first += sock.recv(65536)
+        etag = [
+            line.split(b":", 1)[1].strip()
+            for line in first.split(b"\r\n\r\n")[0].split(b"\r\n")
+            if line.lower().startswith(b"etag:")
+        ][0]
+        sock.sendall(
+            b"HEAD " + card + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET " + card + b" HTTP/1.1\r\nHost: x\r\nIf-None-Match: " + etag + b"\r\n\r\n"
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        raw = first + _read_all(sock)
+    messages = _messages(raw, heads={1})
+    assert [head.split(b" ", 2)[1] for head, _ in messages] == [b"200", b"200", b"304", b"200"]
+    (cold_head, cold_body), (head_head, head_body), (_, not_modified), (_, probe) = messages
+    assert cold_body.startswith(b"\x89PNG") and cold_body.endswith(b"IEND\xaeB`\x82")
+    assert head_body == b"" and b"content-length: %d" % len(cold_body) in head_head.lower()
+    assert not_modified == b""
+    assert probe == b'{"status":"ok"}'
+
+
+def test_a_card_head_is_held_for_its_body_and_never_lost() -> None:
+    """The one-write view: the head waits for the first piece of body and leaves with it;
+    later pieces pass straight on; a head whose body never came is sent before closing."""
+    from ogshot.connection import _HeadWithBody
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.writes: list[bytes] = []
+            self.closed = False
+
+        def write(self, data: bytes) -> None:
+            self.writes.append(data)
+
+        def close(self) -> None:
+            self.closed = True
+
+        def is_closing(self) -> bool:
+            return self.closed
+
+    sent = Recorder()
+    view = _HeadWithBody(sent)  # type: ignore[arg-type]
+    view.write(b"HEAD\r\n\r\n")
+    assert sent.writes == []
+    view.write(b"body")
+    view.write(b"")
+    assert sent.writes == [b"HEAD\r\n\r\nbody", b""]
+    assert view.is_closing() is False
+
+    lone = Recorder()
+    view = _HeadWithBody(lone)  # type: ignore[arg-type]
+    view.write(b"HEAD\r\n\r\n")
+    view.close()
+    assert lone.writes == [b"HEAD\r\n\r\n"] and lone.closed
