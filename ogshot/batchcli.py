@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from .build import MANIFEST_NAME, Outcome, Summary, build, meta_entry, write_if_changed
 from .errors import OgshotError
-from .service import CardService
+from .service import CardService, build_threads
 from .settings import Settings
 from .sources import load
 
@@ -39,10 +38,9 @@ async def run_batch(args: argparse.Namespace, settings: Settings) -> int:
     # nobody is kept waiting by a build: it waits for every capture rather than write a card
     # without it (the card deadline is for crawlers).
     update: dict[str, object] = {"rate_limit": "off", "card_deadline": 0.0}
-    if args.jobs:
-        update["render_threads"] = args.jobs
+    concurrency = args.jobs or settings.render_threads or build_threads()
+    update["render_threads"] = concurrency
     settings = settings.model_copy(update=update)
-    concurrency = args.jobs or settings.render_threads or min(4, os.cpu_count() or 1)
     service = CardService.from_settings(settings)
     try:
         summary = await _run(service, jobs, out_dir, args, defaults, concurrency)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 import shutil
 from pathlib import Path, PurePosixPath
@@ -31,7 +30,7 @@ from .card import parse_card
 from .errors import OgshotError
 from .frontmatter import card_params, is_excluded
 from .meta import fingerprint, image_tags, to_html
-from .service import CardService
+from .service import CardService, build_threads
 from .settings import Settings
 
 log = logging.getLogger("mkdocs.plugins.ogshot")
@@ -71,9 +70,9 @@ class OgshotPlugin(BasePlugin[OgshotConfig]):  # type: ignore[no-untyped-call]
         # nobody is kept waiting by a build: it waits for every capture rather than write a card
         # without it (the card deadline is for crawlers).
         update: dict[str, object] = {"rate_limit": "off", "card_deadline": 0.0}
-        if self.config.jobs:
-            update["render_threads"] = self.config.jobs
-        settings = Settings().model_copy(update=update)
+        settings = Settings()
+        update["render_threads"] = self.config.jobs or settings.render_threads or build_threads()
+        settings = settings.model_copy(update=update)
         self._service = CardService(settings)
         self._jobs, self._failed = [], []
         site_url = config.site_url or ""
@@ -127,8 +126,7 @@ class OgshotPlugin(BasePlugin[OgshotConfig]):  # type: ignore[no-untyped-call]
             log.warning("ogshot: %s: %s", src, detail)
         cache = Path(config.config_file_path or ".").parent / self.config.cache_dir
         jobs = self._jobs
-        threads = service.settings.render_threads or min(4, os.cpu_count() or 1)
-        concurrency = self.config.jobs or threads
+        concurrency = service.settings.render_threads
 
         async def run() -> Summary:
             try:

@@ -61,6 +61,22 @@ class CardResult:
     source: str = "miss"
 
 
+def serving_threads() -> int:
+    """Render threads behind HTTP when none are set: one core is left to the event loop.
+
+    Render threads take turns at the GIL, and a render holds it for milliseconds at a time: with
+    as many render threads as cores, the loop answering cache hits waits behind them (the hits'
+    p99 during a storm of new cards went from 17x idle with two threads to under 10x with one, on
+    two cores, and the one thread made more cards; README, Performance)."""
+    return max(1, min(4, (os.cpu_count() or 1) - 1))
+
+
+def build_threads() -> int:
+    """Render threads for a build (``ogshot batch``, the MkDocs plugin): one per core, at most
+    four; no event loop answers crawlers beside them."""
+    return min(4, os.cpu_count() or 1)
+
+
 def etag_for(body: bytes) -> str:
     """A strong, quoted ETag from the bytes themselves: it moves whenever they do.
 
@@ -136,7 +152,7 @@ class CardService:
         self.captures = CaptureStore(self.capture, self.cache, settings, policy, self.page_meta)
         tune_allocator()
         self._processes = _process_renderer(settings, self.fonts)
-        threads = settings.render_threads or min(4, os.cpu_count() or 1)
+        threads = settings.render_threads or serving_threads()
         if self._processes is not None:
             # Each thread then only waits on a worker process: one per process keeps them busy.
             threads = max(threads, self._processes.processes)
@@ -190,6 +206,8 @@ class CardService:
         await self.cache.aclose()
         await self.admission.aclose()
         self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._processes is not None:
+            await asyncio.to_thread(self._processes.close)
 
     def key(self, card: Card) -> str:
         """sha256 over the canonical JSON of everything that determines the card's bytes."""

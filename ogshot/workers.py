@@ -181,6 +181,18 @@ class ProcessRenderer:
             self._forget(pool)
             return encode(render_card(card, layout, fonts, capture), card.format)
 
+    def close(self) -> None:
+        """Stop this renderer's workers and wait for them (the service's orderly close).
+
+        An ``ogshot serve`` stopped by SIGTERM ends by that signal once the app has shut down,
+        so the interpreter's own exit hooks, which would stop the pool, never run: without this
+        the workers outlive the server. The next card through any renderer of the same shape
+        starts a new pool."""
+        with self._lock:
+            pool = self._pools.pop(self._key, None)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
     @classmethod
     def shutdown_all(cls) -> None:
         """Stop every worker (tests and orderly exits; the interpreter also does it at exit)."""

@@ -6,9 +6,11 @@ import platform
 import resource
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from ogshot.card import Card
@@ -17,6 +19,8 @@ from ogshot.layouts import LayoutRegistry
 from ogshot.service import CardService, make_card_bytes
 from ogshot.settings import Settings
 from ogshot.workers import RENDER_NICE, ProcessRenderer, release_memory, tune_allocator
+
+from .conftest import ogshot_serve_process
 
 
 @pytest.fixture
@@ -175,3 +179,76 @@ def test_render_threads_run_at_a_lower_cpu_priority_than_the_event_loop(
         assert nice_here() == mine  # the caller's own priority is untouched
     finally:
         asyncio.run(service.aclose())
+
+
+
+@pytest.mark.parametrize(
+    ("cores", "serving", "build"), [(1, 1, 1), (2, 1, 2), (4, 3, 4), (16, 4, 4)]
+)
+def test_serving_leaves_a_core_to_the_event_loop_and_builds_take_them_all(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    layouts: LayoutRegistry,
+    fonts: FontSet,
+    cores: int,
+    serving: int,
+    build: int,
+) -> None:
+    from ogshot import batchcli
+    from ogshot.cli import main
+
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    service = CardService(_settings(), layouts=layouts, fonts=fonts)
+    try:
+        assert service._executor._max_workers == serving
+    finally:
+        asyncio.run(service.aclose())
+
+    # A build has no event loop answering crawlers beside it: `ogshot batch` takes every core.
+    seen: list[int] = []
+
+    class Recording(CardService):
+        @classmethod
+        def from_settings(cls, settings: Settings) -> CardService:
+            made = CardService(settings, layouts=layouts, fonts=fonts)
+            seen.append(made._executor._max_workers)
+            return made
+
+    monkeypatch.setattr(batchcli, "CardService", Recording)
+    source = tmp_path / "cards.jsonl"
+    source.write_text('{"name": "one", "title": "One card"}\n')
+    assert main(["batch", str(source), "--out", str(tmp_path / "out"), "-q"]) == 0
+    assert seen == [build]
+
+
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found.update(int(p) for p in (task / "children").read_text().split())
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(platform.system() != "Linux", reason="reads /proc")
+def test_stopping_the_server_stops_its_render_workers(tmp_path: Path) -> None:
+    env = {"OGSHOT_RENDER_PROCESSES": "2", "OGSHOT_CAPTURE": "none"}
+    with ogshot_serve_process(tmp_path, env=env) as (base, proc):
+        assert httpx.get(f"{base}/og.png", params={"title": "Made by a worker"}).status_code == 200
+        workers = _children(proc.pid)
+        assert workers, "the card was made without worker processes"
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = {pid for pid in workers if _alive(pid)}
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, "render workers outlived the server"
