@@ -45,22 +45,9 @@ from ogshot.service import make_card_bytes
 from ogshot.workers import lower_thread_priority, tune_allocator
 
 from .bench_http import _server, free_port
-from .common import KeepAlive, summary
+from .common import SITE, SUBTITLE, TITLES, KeepAlive, stop, summary
 
 HERE = Path(__file__).resolve().parent
-#: Distinct titles of ordinary length; each request adds a part number no other has.
-TITLES = (
-    "Ship social cards that load before the crawler gives up",
-    "How we cut our build times in half with remote caching",
-    "Release notes: faster search, dark mode and a new API",
-    "A practical guide to PostgreSQL indexes",
-    "Why your og:image is blank on LinkedIn, and how to fix it",
-    "Designing for every script: Arabic, Hindi and Japanese titles",
-    "Ten lessons from running Kubernetes in production",
-    "The state of WebAssembly in 2026",
-)
-SUBTITLE = "A fast, careful og:image service"
-SITE = "ogshot.dev"
 
 
 def vercel_modules(given: str | None) -> str | None:
@@ -94,12 +81,7 @@ def _vercel_server(modules: str, log: Path) -> Iterator[int]:
                 raise RuntimeError(f"@vercel/og's server did not start: {log.read_text()[-300:]}")
             yield int(json.loads(line)["port"])
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
 
 
 def _query(**params: object) -> str:

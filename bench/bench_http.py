@@ -30,6 +30,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+from .common import stop
+
 CARD_QUERY = "title=Ship%20social%20cards%20that%20load%20fast&subtitle=A%20benchmark&site=ogshot"
 
 BARE_APP = """
@@ -77,12 +79,7 @@ def _server(cmd: list[str], env: dict[str, str], cwd: Path, probe: str) -> Itera
         _wait_up(probe, proc)
         yield
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         log.close()
 
 

@@ -35,22 +35,8 @@ from ogshot.layouts import LayoutRegistry, builtin_dir
 from ogshot.render import render_card
 from ogshot.workers import tune_allocator
 
-from .common import interleaved, summary, synthetic_capture, timings
+from .common import SITE, SUBTITLE, TITLE, interleaved, summary, synthetic_capture, timings
 
-TITLE = "Ship social cards that load before the crawler gives up"
-#: Distinct titles of ordinary length, rendered in turn by ogshot and by @vercel/og alike.
-TITLES = (
-    TITLE,
-    "How we cut our build times in half with remote caching",
-    "Release notes: faster search, dark mode and a new API",
-    "A practical guide to PostgreSQL indexes",
-    "Why your og:image is blank on LinkedIn, and how to fix it",
-    "Designing for every script: Arabic, Hindi and Japanese titles",
-    "Ten lessons from running Kubernetes in production",
-    "The state of WebAssembly in 2026",
-)
-SUBTITLE = "A fast, careful og:image service"
-SITE = "ogshot.dev"
 HERE = Path(__file__).resolve().parent
 
 

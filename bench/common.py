@@ -6,10 +6,26 @@ import io
 import random
 import socket
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 
 from PIL import Image, ImageDraw, ImageFilter
+
+TITLE = "Ship social cards that load before the crawler gives up"
+#: Distinct titles of ordinary length, rendered in turn by ogshot and by @vercel/og alike.
+TITLES = (
+    TITLE,
+    "How we cut our build times in half with remote caching",
+    "Release notes: faster search, dark mode and a new API",
+    "A practical guide to PostgreSQL indexes",
+    "Why your og:image is blank on LinkedIn, and how to fix it",
+    "Designing for every script: Arabic, Hindi and Japanese titles",
+    "Ten lessons from running Kubernetes in production",
+    "The state of WebAssembly in 2026",
+)
+SUBTITLE = "A fast, careful og:image service"
+SITE = "ogshot.dev"
 
 
 def synthetic_capture(
@@ -162,3 +178,13 @@ class KeepAlive:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Ends a server the bench started: asked politely, then killed after ten seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -332,12 +332,7 @@ class FontSet:
         elif not self.shapes:
             found = self.font(name, weight, 1000, region).getlength(text) / 1000
         else:
-            shaper, upem = self._shaper(name, weight, region)
-            buf = hb.Buffer()
-            buf.add_str(text)
-            buf.guess_segment_properties()
-            buf.direction = "rtl" if rtl else "ltr"
-            hb.shape(shaper, buf)
+            buf, upem = self._shaped(name, weight, region, text, rtl)
             found = sum(pos.x_advance for pos in buf.glyph_positions) / upem
         if len(text) <= 128:  # words and short lines: what comes back
             if len(self._advances) >= _ADVANCES_KEPT:
@@ -372,12 +367,8 @@ class FontSet:
             )
             found = (max(0, -top) / 1000, max(0, bottom) / 1000)
         else:
-            shaper, upem = self._shaper(name, weight, region)
-            buf = hb.Buffer()
-            buf.add_str(text)
-            buf.guess_segment_properties()
-            buf.direction = "rtl" if rtl else "ltr"
-            hb.shape(shaper, buf)
+            buf, upem = self._shaped(name, weight, region, text, rtl)
+            shaper = self._shaper(name, weight, region)[0]
             above = below = 0
             for info, pos in zip(buf.glyph_infos, buf.glyph_positions, strict=True):
                 extents = shaper.get_glyph_extents(info.codepoint)
@@ -397,6 +388,18 @@ class FontSet:
     def shapes(self) -> bool:
         """Whether Pillow shapes text (RAQM): without it, no direction can be asked for."""
         return bool(self._engine == ImageFont.Layout.RAQM)
+
+    def _shaped(
+        self, name: str, weight: Weight, region: str, text: str, rtl: bool
+    ) -> tuple[hb.Buffer, int]:
+        """``text`` shaped by HarfBuzz in one font, and that font's units per em."""
+        shaper, upem = self._shaper(name, weight, region)
+        buf = hb.Buffer()
+        buf.add_str(text)
+        buf.guess_segment_properties()
+        buf.direction = "rtl" if rtl else "ltr"
+        hb.shape(shaper, buf)
+        return buf, upem
 
     def _shaper(self, name: str, weight: Weight, region: str) -> tuple[hb.Font, int]:
         path = self._by_name[name].files[weight]
