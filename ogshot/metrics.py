@@ -38,6 +38,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.metrics import MetricWrapperBase
 
 from . import logs
 
@@ -131,11 +132,29 @@ _BREAKER = {"closed": 0, "half_open": 1, "open": 2}
 # --- Reporting ------------------------------------------------------------------------------------
 
 
+_Metric = TypeVar("_Metric", bound=MetricWrapperBase)
+#: Labelled children by metric and label values. ``labels()`` checks and joins the values and
+#: takes a lock on every call, four times per request; the values come from small fixed sets
+#: (routes, statuses, tiers, steps), so the children are kept, within a bound.
+_CHILDREN: dict[tuple[int, tuple[str, ...]], MetricWrapperBase] = {}
+_CHILDREN_KEPT = 4096
+
+
+def _child(metric: _Metric, *values: str) -> _Metric:
+    key = (id(metric), values)
+    found = _CHILDREN.get(key)
+    if found is None:
+        if len(_CHILDREN) >= _CHILDREN_KEPT:
+            _CHILDREN.clear()
+        found = _CHILDREN[key] = metric.labels(*values)
+    return found  # type: ignore[return-value]
+
+
 def request_done(route: str, status: int, seconds: float, cache: str | None) -> None:
-    REQUESTS.labels(route, str(status)).inc()
-    REQUEST_DURATION.labels(route).observe(seconds)
+    _child(REQUESTS, route, str(status)).inc()
+    _child(REQUEST_DURATION, route).observe(seconds)
     if cache:
-        CARDS.labels(cache).inc()
+        _child(CARDS, cache).inc()
 
 
 def request_paced() -> None:
@@ -146,7 +165,7 @@ def cache_read(tier: str, key: str, entry: Entry | None, now: float) -> None:
     """One read of one cache tier, and what it found."""
     kind = "capture" if key.startswith("capture-") else "card"
     outcome = "miss" if entry is None else "hit" if entry.fresh(now) else "stale"
-    CACHE_LOOKUPS.labels(tier, kind, outcome).inc()
+    _child(CACHE_LOOKUPS, tier, kind, outcome).inc()
 
 
 def coalesced_wait(where: str, outcome: str = "found") -> None:
@@ -159,7 +178,7 @@ def capture_error(reason: str) -> None:
 
 def observe_span(name: str, seconds: float) -> None:
     """A step of making a card took this long: into its histogram and the request's log line."""
-    SPAN_DURATION.labels(name).observe(seconds)
+    _child(SPAN_DURATION, name).observe(seconds)
     logs.note_span(name, seconds)
 
 

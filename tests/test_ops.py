@@ -226,3 +226,18 @@ def test_chromium_provider_is_ready_until_it_is_shut_down(settings: Settings) ->
             await provider.ready()
 
     asyncio.run(run())
+
+
+def test_labelled_children_are_kept_within_their_bound() -> None:
+    from ogshot import metrics
+
+    metrics._CHILDREN.clear()
+    first = metrics._child(metrics.REQUESTS, "/og.png", "200")
+    assert first is metrics.REQUESTS.labels("/og.png", "200")
+    assert metrics._child(metrics.REQUESTS, "/og.png", "200") is first
+    for n in range(metrics._CHILDREN_KEPT + 10):
+        metrics._child(metrics.CAPTURE_ERRORS, f"reason-{n}")
+    assert len(metrics._CHILDREN) <= metrics._CHILDREN_KEPT
+    for n in range(metrics._CHILDREN_KEPT + 10):
+        metrics.CAPTURE_ERRORS.remove(f"reason-{n}")
+    metrics._CHILDREN.clear()
