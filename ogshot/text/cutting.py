@@ -70,12 +70,7 @@ def _even(
         lo, hi = bounds[-1] + 1, word_end - (count - k)
         if lo > hi:
             return None
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if setter.width(i, mid, size) <= goal:
-                lo = mid
-            else:
-                hi = mid - 1
+        lo = setter.longest_within(i, lo, hi, goal, size)
         if lo < word_end - (count - k) and (
             setter.width(i, lo + 1, size) - goal < goal - setter.width(i, lo, size)
         ):

@@ -163,6 +163,17 @@ class Setter:
             yield from spans
             begin = spans[-1][1]
 
+    def longest_within(self, i: int, lo: int, hi: int, width: float, size: int) -> int:
+        """The largest end in ``lo..hi`` whose span from ``i`` is at most ``width`` wide (``lo``
+        when none is), by bisection: widths grow with the end."""
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self.width(i, mid, size) <= width:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
     def split(self, i: int, j: int, width: float, size: int, most: int) -> list[tuple[int, int]]:
         """Cut a span wider than the line between clusters, at most ``most`` pieces.
 
@@ -172,14 +183,8 @@ class Setter:
         pieces: list[tuple[int, int]] = []
         start = i
         while j - start > 1 and self.width(start, j, size) > width:
-            # The longest prefix that fits (at least one cluster), by bisection.
-            lo, hi = start + 1, j - 1
-            while lo < hi:
-                mid = (lo + hi + 1) // 2
-                if self.width(start, mid, size) <= width:
-                    lo = mid
-                else:
-                    hi = mid - 1
+            # The longest prefix that fits (at least one cluster).
+            lo = self.longest_within(start, start + 1, j - 1, width, size)
             pieces.append((start, lo))
             start = lo
             if len(pieces) >= most:
