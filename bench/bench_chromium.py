@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ogshot.capture import CaptureRequest
-from ogshot.capture.chromium import ChromiumCapture, find_chromium, tree_rss
+from ogshot.capture.chromium import ChromiumCapture, command_lines, find_chromium, tree_rss
 from ogshot.settings import Settings
 
 from .common import synthetic_capture
@@ -101,17 +101,12 @@ def _rss_self() -> int:
 
 def _driver_rss() -> int:
     """Playwright's driver (a Node process) and nothing under it but itself."""
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"playwright" in cmdline and b"run-driver" in cmdline:
-            total += int((entry / "statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    return total
+    page = os.sysconf("SC_PAGE_SIZE")
+    return sum(
+        int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * page
+        for pid, line in command_lines()
+        if b"playwright" in line and b"run-driver" in line
+    )
 
 
 async def measure(n: int, throughput_captures: int) -> dict[str, Any]:

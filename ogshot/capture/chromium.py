@@ -28,6 +28,7 @@ import shutil
 import signal
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,19 +101,21 @@ def browser_args(proxy_url: str, marker: str) -> list[str]:
     ]
 
 
-def _processes_with(marker: str) -> list[int]:
-    """Process ids whose command line carries ``marker`` (the browser's main process)."""
-    pids = []
+def command_lines() -> Iterator[tuple[int, bytes]]:
+    """Every process's id and raw command line, as far as ``/proc`` lets us read them."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes()
+            yield int(entry.name), (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if marker.encode() in cmdline and b"--type=" not in cmdline:
-            pids.append(int(entry.name))
-    return pids
+
+
+def _processes_with(marker: str) -> list[int]:
+    """Process ids whose command line carries ``marker`` (the browser's main process)."""
+    mark = marker.encode()
+    return [pid for pid, line in command_lines() if mark in line and b"--type=" not in line]
 
 
 def tree_rss(pid: int) -> int:
