@@ -298,8 +298,8 @@ class CardService:
             if task is None:
                 # No await between this look and the task's registration: a task that just ended
                 # stored its entry before ending, so the memory tier has it.
-                entry = self.cache.peek(key)
-                if entry is not None and entry.fresh(self.clock()) and entry.fallback != PENDING:
+                entry = self.fresh_entry(key)
+                if entry is not None:
                     return self.result_for(entry, "hit")
                 task = self._start(key, card, stale)
                 leader = True
@@ -340,7 +340,8 @@ class CardService:
         return await self._make_and_store(key, card, stale)
 
     async def _make_and_store(self, key: str, card: Card, stale: Entry | None) -> CardResult:
-        token = await self._acquire(key)
+        # Behind the tier's backoff: a lock tier that fails means no coordination for a moment.
+        token = await self.cache.acquire(key, self._lease_ms)
         try:
             if token is None:
                 # The holder's answer, even a pending one: it is this moment's card.
@@ -369,14 +370,7 @@ class CardService:
             return replace(result, source="miss")
         finally:
             if token is not None:
-                await self._release(key, token)
-
-    async def _acquire(self, key: str) -> str | None:
-        # Behind the tier's backoff: a lock tier that fails means no coordination for a moment.
-        return await self.cache.acquire(key, self._lease_ms)
-
-    async def _release(self, key: str, token: str) -> None:
-        await self.cache.release(key, token)
+                await self.cache.release(key, token)
 
     async def _wait_for_other(self, key: str) -> Entry | None:
         """Wait, bounded, for the lease holder in another worker to store its result."""
@@ -492,10 +486,8 @@ class CardService:
             task = asyncio.create_task(self.page_meta.get(url), name="page-meta")
             self._meta_inflight[url] = task
             task.add_done_callback(partial(self._settle_meta, url))
-        if wait is None:
-            return await asyncio.shield(task)
         try:
-            async with asyncio.timeout(wait):
+            async with asyncio.timeout(wait):  # None: no time limit
                 return await asyncio.shield(task)
         except TimeoutError:
             return None

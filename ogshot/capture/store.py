@@ -118,10 +118,8 @@ class CaptureStore:
             task = asyncio.create_task(self._fetch(key, request), name=f"capture-{key[8:20]}")
             self._inflight[key] = task
             task.add_done_callback(lambda t: self._settle(key, t))
-        if wait is None:
-            return await asyncio.shield(task)
         try:
-            async with asyncio.timeout(wait):
+            async with asyncio.timeout(wait):  # None: no time limit
                 return await asyncio.shield(task)
         except TimeoutError:
             raise CaptureError(
