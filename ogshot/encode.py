@@ -124,7 +124,7 @@ def palette_png(image: Image.Image, budget: int) -> bytes:
     body = b""
     for colours in PALETTE_STEPS:
         quantised = image.quantize(colours, method=Image.Quantize.FASTOCTREE)
-        body = write_png(quantised, _isal_deflate) if _fast_deflate else _pillow_png(quantised, 6)
+        body = fast_png(quantised) if _fast_deflate else _pillow_png(quantised, 6)
         if len(body) <= budget:
             break
     return body
@@ -229,7 +229,7 @@ def write_png(image: Image.Image, deflate: Callable[[bytes | bytearray], bytes])
     ihdr = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
     palette = b""
     if image.mode == "P":
-        low, high = image.getextrema()
+        high = image.getextrema()[1]
         assert isinstance(high, int)
         used = high + 1
         palette = _chunk(b"PLTE", bytes(image.getpalette("RGB") or [])[: 3 * used])

@@ -25,6 +25,7 @@ from .contrast import (
     WHITE,
     Rect,
     extremes,
+    mix,
     paint,
     relative_luminance,
     worst_contrast,
@@ -42,14 +43,6 @@ RING = 6
 _MARGIN = 0.2
 
 
-def _veil(colour: RGB, plate: RGB, alpha: float) -> RGB:
-    return (
-        round(colour[0] + (plate[0] - colour[0]) * alpha),
-        round(colour[1] + (plate[1] - colour[1]) * alpha),
-        round(colour[2] + (plate[2] - colour[2]) * alpha),
-    )
-
-
 def _legible(
     bar: tuple[RGB, RGB] | None,
     label: tuple[RGB, RGB] | None,
@@ -62,7 +55,7 @@ def _legible(
     def veiled(span: tuple[RGB, RGB]) -> tuple[RGB, RGB]:
         if plate is None:
             return span
-        return _veil(span[0], plate, alpha), _veil(span[1], plate, alpha)
+        return mix(span[0], plate, alpha), mix(span[1], plate, alpha)
 
     margin = _MARGIN if plate is not None else 0.0
     if bar is not None and worst_contrast(accent, *veiled(bar)) < BAR_CONTRAST + margin:

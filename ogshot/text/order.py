@@ -102,10 +102,6 @@ def levels(parts: tuple[str, ...], rtl: bool) -> list[int]:
     return found
 
 
-def _may_turn(cluster: str) -> bool:
-    return any(unicodedata.bidirectional(ch) in _RTL_SOURCES for ch in cluster)
-
-
 def _representative(cluster: str) -> str:
     """A character standing for the cluster in the older algorithm, of a class it handles."""
     ch = cluster[0]
@@ -117,10 +113,6 @@ def _representative(cluster: str) -> str:
     if kind in _DROPPED or kind in ("LRI", "RLI", "FSI", "PDI"):
         return '"'  # isolates and dropped controls act as neutrals
     return ch
-
-
-def strong_rtl(cluster: str) -> bool:
-    return unicodedata.bidirectional(cluster[0]) in ("R", "AL")
 
 
 def reorder(levels: list[int]) -> list[int]:

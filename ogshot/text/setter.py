@@ -242,7 +242,7 @@ class Setter:
 
     def ellipsize(self, i: int, j: int, width: float, size: int) -> tuple[str, ...]:
         """The longest cluster prefix of the line that fits ``width`` with an ellipsis after it."""
-        tail = self.fonts.advance(self.fonts.primary.name, self.weight, ELLIPSIS, False) * size
+        tail = self.width_of(ELLIPSIS, size)
         lo, hi = i, j
         while lo < hi:
             mid = (lo + hi + 1) // 2
