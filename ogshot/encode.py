@@ -31,10 +31,11 @@ same ETag) for the same card.
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 
@@ -50,7 +51,8 @@ except ImportError:  # pragma: no cover - exercised by monkeypatching in the tes
 #: 2: hand-written PNG around ISA-L's deflate; WebP at method 0.
 #: 3: deflate pieces fixed by the data's size, not the CPU count.
 #: 4: a palette PNG when a PNG card is over its byte budget.
-ENCODER_VERSION = "4"
+#: 5: deflate pieces cut between rows (each a strip filtered and deflated in turn).
+ENCODER_VERSION = "5"
 
 #: Quality for lossy formats: high enough that title text keeps crisp edges.
 JPEG_QUALITY = 88
@@ -132,7 +134,7 @@ def palette_png(image: Image.Image, budget: int) -> bytes:
 
 def fast_png(image: Image.Image) -> bytes:
     """The fast writer alone, with ISA-L's deflate (``isal`` must be importable)."""
-    return write_png(image, _isal_deflate)
+    return _png(image, _isal_deflate)
 
 
 #: Threads that run ISA-L's deflate and nothing else. On CPUs with AVX-512, ISA-L returns with
@@ -141,11 +143,13 @@ def fast_png(image: Image.Image) -> bytes:
 #: through a mask, measured here, ran three times slower for the rest of the thread's life. The
 #: state belongs to the thread, so deflating on threads of its own keeps the render threads fast.
 #:
-#: Large rows are also deflated in pieces at once (pigz's way: each piece its own deflate
+#: Large images are also deflated in pieces at once (pigz's way: each piece its own deflate
 #: stream, all but the last ending on a byte boundary, the Adler-32 combined): on two cores a
-#: screenshot card's deflate takes 2 ms instead of 3. The pieces are cut by size alone — one per
-#: :data:`_PIECE_BYTES`, at most :data:`_MAX_PIECES` — and the threads only decide how many run
-#: at once: a machine with one core makes the same bytes as one with four, only more slowly.
+#: screenshot card's deflate takes 2 ms instead of 3. A piece is a strip of whole rows, and each
+#: strip goes to a deflate thread as soon as it is filtered, so the next strip is filtered while
+#: the first deflates. The strips are cut by size alone (one per :data:`_PIECE_BYTES` of rows,
+#: at most :data:`_MAX_PIECES`, at row ``height * i // pieces``) and the threads only decide how
+#: many run at once: a machine with one core makes the same bytes as one with four, only slower.
 _DEFLATE_WORKERS = min(4, os.cpu_count() or 1)
 #: Smallest piece worth a thread of its own.
 _PIECE_BYTES = 512 * 1024
@@ -168,26 +172,25 @@ def _renew_after_fork() -> None:
 
 os.register_at_fork(after_in_child=_renew_after_fork)
 
+#: Consecutive parts of IDAT's filtered rows (a few bytes, then a view of a filtered strip).
+Strip = tuple["bytes | memoryview", ...]
 
-def _isal_deflate(data: bytes | bytearray) -> bytes:
-    """A zlib stream of ``data``, deflated by ISA-L on the deflate threads."""
+
+def _isal_deflate(image: Image.Image, line: int) -> bytes:
+    """A zlib stream of ``image``'s filtered rows (``line`` bytes each), deflated by ISA-L on
+    the deflate threads, a strip at a time (see :data:`_DEFLATE_WORKERS`)."""
     assert _fast_deflate is not None
-    pieces = piece_count(len(data))
-    if pieces == 1:
-        compress: Callable[[bytes | bytearray, int], bytes] = _fast_deflate.compress
-        return _DEFLATE_THREADS.submit(compress, data, ISAL_LEVEL).result()
-    view = memoryview(data)
-    bounds = [len(data) * i // pieces for i in range(pieces + 1)]
+    pieces = min(piece_count(line * image.height), image.height)
     futures = [
-        _DEFLATE_THREADS.submit(_deflate_piece, view[bounds[i] : bounds[i + 1]], i == pieces - 1)
-        for i in range(pieces)
+        _DEFLATE_THREADS.submit(_deflate_piece, strip, i == pieces - 1)
+        for i, strip in enumerate(_filtered_strips(image, line, pieces))
     ]
     parts = [future.result() for future in futures]
     adler = parts[0][1]
-    for i, (_, piece_adler) in enumerate(parts[1:], start=1):
-        adler = adler32_combine(adler, piece_adler, bounds[i + 1] - bounds[i])
+    for _, piece_adler, length in parts[1:]:
+        adler = adler32_combine(adler, piece_adler, length)
     # 0x78 0x01: deflate with a 32 KB window, no preset dictionary (and the header's check bits).
-    return b"".join((b"\x78\x01", *(body for body, _ in parts), struct.pack(">I", adler)))
+    return b"".join((b"\x78\x01", *(body for body, _, _ in parts), struct.pack(">I", adler)))
 
 
 def piece_count(length: int) -> int:
@@ -195,14 +198,18 @@ def piece_count(length: int) -> int:
     return min(_MAX_PIECES, max(1, length // _PIECE_BYTES))
 
 
-def _deflate_piece(piece: memoryview, last: bool) -> tuple[bytes, int]:
-    """Raw deflate of one piece, ending the stream if ``last``, else on a byte boundary."""
+def _deflate_piece(strip: Strip, last: bool) -> tuple[bytes, int, int]:
+    """Raw deflate of one strip, ending the stream if ``last``, else on a byte boundary; with
+    the strip's Adler-32 and length."""
     assert _fast_deflate is not None
     deflater = _fast_deflate.compressobj(ISAL_LEVEL, _fast_deflate.DEFLATED, -15)
     flush = _fast_deflate.Z_FINISH if last else _fast_deflate.Z_SYNC_FLUSH
-    body: bytes = deflater.compress(piece) + deflater.flush(flush)
-    adler: int = _fast_deflate.adler32(piece)
-    return body, adler
+    bodies = [deflater.compress(part) for part in strip]
+    bodies.append(deflater.flush(flush))
+    adler = 1
+    for part in strip:
+        adler = _fast_deflate.adler32(part, adler)
+    return b"".join(bodies), adler, sum(len(part) for part in strip)
 
 
 _ADLER_BASE = 65521
@@ -218,14 +225,20 @@ def adler32_combine(first: int, second: int, second_length: int) -> int:
     return low | (high << 16)
 
 
-def write_png(image: Image.Image, deflate: Callable[[bytes | bytearray], bytes]) -> bytes:
-    """Write ``image`` (L, LA, P, RGB or RGBA) as a PNG with one IDAT, every row ``Up``-filtered.
+def write_png(image: Image.Image, deflate: Callable[[bytes], bytes]) -> bytes:
+    """Write ``image`` (L, LA, P, RGB or RGBA) as a PNG with one IDAT, every row but the first
+    ``Up``-filtered.
 
     ``deflate`` turns the filtered rows into a zlib stream (header, data, Adler-32).
     """
+    return _png(image, lambda image, line: deflate(_filtered_rows(image, line)))
+
+
+def _png(image: Image.Image, idat: Callable[[Image.Image, int], bytes]) -> bytes:
+    """The PNG of ``image``, ``idat`` making the zlib stream of its rows of ``line`` bytes."""
     colour_type, channels = (3, 1) if image.mode == "P" else _COLOUR_TYPES[image.mode]
     width, height = image.size
-    rows = _filtered_rows(up_filtered(image), width * channels + 1)
+    image.load()
     ihdr = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
     palette = b""
     if image.mode == "P":
@@ -238,39 +251,74 @@ def write_png(image: Image.Image, deflate: Callable[[bytes | bytearray], bytes])
             _SIGNATURE,
             _chunk(b"IHDR", ihdr),
             palette,
-            _chunk(b"IDAT", deflate(rows)),
+            _chunk(b"IDAT", idat(image, width * channels + 1)),
             _chunk(b"IEND", b""),
         )
     )
 
 
-def _filtered_rows(up: Image.Image, line: int) -> bytearray:
-    """The rows of an ``Up``-filtered image as IDAT carries them: each one ``line`` bytes, a
-    filter type byte and then the row.
+def _filtered_rows(image: Image.Image, line: int) -> bytes:
+    """IDAT's rows of ``image``, each ``line`` bytes: a filter type byte, then the row."""
+    return b"".join(part for strip in _filtered_strips(image, line, 1) for part in strip)
 
-    Pillow's raw encoder writes the rows in one pass, each followed by zeros up to the stride it
-    is given; one byte along, each of those zeros stands where the next row's filter byte goes,
-    and becomes ``Up``. The first row's stays ``None``: it has no row above it (``Up`` on it
-    equals ``None``; saying None is plainer). No row is copied on its own.
+
+def _filtered_strips(image: Image.Image, line: int, pieces: int) -> Iterator[Strip]:
+    """IDAT's rows of ``image`` in ``pieces`` strips of whole rows (strip ``i`` starts at row
+    ``height * i // pieces``), each filtered when asked for.
+
+    The rows are ``Up``-filtered (each byte minus the one above it, modulo 256) but the first,
+    which has no row above it and is stored as it is (filter type ``None``). Three passes of
+    Pillow's C code make a strip, none of them per row: the raw encoder packs the pixels (with
+    the row above the strip) into rows of ``line`` bytes, the last one padding; two views of
+    those bytes one row apart, as greyscale images ``line`` pixels wide, are subtracted; and the
+    difference, its padding column set to ``Up``, is read out. One byte along, each row's
+    padding stands where the next row's filter type goes: the strip is a filter byte, then the
+    difference without its last byte, and no row is copied on its own.
     """
-    padded = up.tobytes("raw", (up.mode, line))
-    rows = bytearray(len(padded))
-    rows[1:] = memoryview(padded)[:-1]
-    rows[line::line] = _FILTER_UP * (up.height - 1)
-    return rows
+    height = image.height
+    bounds = [height * i // pieces for i in range(pieces + 1)]
+    for top, bottom in itertools.pairwise(bounds):
+        if top == 0:
+            packed = _packed(image, line, 0, bottom)
+            head = b"\x00" + packed[: line - 1]
+            if bottom == 1:
+                yield (head,)
+                continue
+            yield (head + _FILTER_UP, _up_difference(packed, line, bottom - 1))
+        else:
+            packed = _packed(image, line, top - 1, bottom)
+            yield (_FILTER_UP, _up_difference(packed, line, bottom - top))
 
 
-def up_filtered(image: Image.Image) -> Image.Image:
-    """Each pixel minus the pixel above it, modulo 256: PNG's ``Up`` filter, all in C.
+def _packed(image: Image.Image, line: int, top: int, bottom: int) -> bytes:
+    """Rows ``top`` to ``bottom`` of ``image`` as the raw encoder packs them, ``line`` bytes a
+    row (the rows as PNG stores them, then one byte of padding)."""
+    encoder = Image._getencoder(image.mode, "raw", (image.mode, line))
+    try:
+        encoder.setimage(image.im, (0, top, image.width, bottom))
+        chunks = []
+        while True:  # the buffer holds every row: one round
+            _, status, data = encoder.encode(line * (bottom - top))
+            chunks.append(data)
+            if status:
+                break
+        if status < 0:
+            raise RuntimeError(f"raw encoder error {status}")
+    finally:
+        encoder.cleanup()
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    The first row is kept as it is (it is subtracted from nothing: a crop that starts one row
-    above the image reads zeros there).
-    """
-    if image.mode == "P":  # indices filter like grey levels
-        image = Image.frombytes("L", image.size, image.tobytes())
-    width, height = image.size
-    above = image.crop((0, -1, width, height - 1))
-    return ImageChops.subtract_modulo(image, above)
+
+def _up_difference(packed: bytes, line: int, rows: int) -> memoryview:
+    """The ``rows`` last rows of ``packed`` minus the row above each, padding bytes set to the
+    ``Up`` filter type; without the very last byte (see :func:`_filtered_strips`)."""
+    view = memoryview(packed)
+    # Pillow maps any buffer without copying it (its annotation names bytes alone).
+    below = Image.frombuffer("L", (line, rows), view[line:], "raw", "L", 0, 1)  # type: ignore[arg-type]
+    above = Image.frombuffer("L", (line, rows), view, "raw", "L", 0, 1)  # type: ignore[arg-type]
+    difference = ImageChops.subtract_modulo(below, above)
+    difference.paste(_FILTER_UP[0], (line - 1, 0, line, rows))
+    return memoryview(_packed(difference, line, 0, rows))[:-1]
 
 
 def _chunk(tag: bytes, data: bytes) -> bytes:

@@ -102,15 +102,21 @@ def test_png_structure_is_what_browsers_expect() -> None:
     assert {raw[y * (1 + width * 3)] for y in range(1, height)} == {2}
 
 
+def _rows_by_definition(image: Image.Image) -> bytes:
+    """IDAT's rows the slow, plain way: the first row as it is after a ``None`` filter byte,
+    every other one ``Up``-filtered byte by byte (minus the byte above it, modulo 256)."""
+    raw = image.tobytes()
+    stride = len(raw) // image.height
+    rows = [b"\x00" + raw[:stride]]
+    for y in range(1, image.height):
+        row, above = raw[y * stride : (y + 1) * stride], raw[(y - 1) * stride : y * stride]
+        rows.append(b"\x02" + bytes((a - b) % 256 for a, b in zip(row, above, strict=True)))
+    return b"".join(rows)
+
+
 def test_up_filter_matches_definition() -> None:
     image = _noise("RGB", (9, 5), 3)
-    filtered = enc.up_filtered(image).tobytes()
-    raw = image.tobytes()
-    stride = 9 * 3
-    for y in range(5):
-        for x in range(stride):
-            above = raw[(y - 1) * stride + x] if y else 0
-            assert filtered[y * stride + x] == (raw[y * stride + x] - above) % 256
+    assert enc._filtered_rows(image, 9 * 3 + 1) == _rows_by_definition(image)
 
 
 def _pngcheck(tmp_path: Path, body: bytes, name: str) -> subprocess.CompletedProcess[str]:
@@ -220,10 +226,17 @@ def test_deflate_runs_on_its_own_threads_never_the_callers(monkeypatch: pytest.M
     seen: list[str] = []
 
     class Recording:
+        DEFLATED, Z_FINISH, Z_SYNC_FLUSH = real.DEFLATED, real.Z_FINISH, real.Z_SYNC_FLUSH
+
         @staticmethod
-        def compress(data: bytes, level: int) -> bytes:
+        def compressobj(*args: int) -> Any:
             seen.append(threading.current_thread().name)
-            return bytes(real.compress(data, level))
+            return real.compressobj(*args)
+
+        @staticmethod
+        def adler32(data: bytes, value: int = 1) -> int:
+            seen.append(threading.current_thread().name)
+            return int(real.adler32(data, value))
 
     monkeypatch.setattr(enc, "_fast_deflate", Recording)
     image = Image.effect_noise((64, 32), 40).convert("RGB")
@@ -315,24 +328,13 @@ def test_piece_count_follows_size_alone() -> None:
     assert enc.piece_count(100 * enc._PIECE_BYTES) == enc._MAX_PIECES
 
 
-def _rows_one_by_one(image: Image.Image) -> bytes:
-    """IDAT's rows the plain way: each row cut out of the filtered bytes, its filter byte first."""
-    up = enc.up_filtered(image)
-    raw = up.tobytes()
-    stride = len(raw) // up.height
-    rows = [b"\x00" + raw[:stride]]
-    rows.extend(b"\x02" + raw[y * stride : (y + 1) * stride] for y in range(1, up.height))
-    return b"".join(rows)
-
-
 @pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA", "P"])
 @pytest.mark.parametrize("size", [(1, 1), (7, 1), (1, 5), (321, 203)])
-def test_filtered_rows_in_one_pass_are_the_rows_one_by_one(
-    mode: str, size: tuple[int, int]
-) -> None:
-    """The rows handed to deflate are built in one pass from the raw encoder's padded output;
-    byte for byte they must be what cutting the rows out one by one gives, in every mode PNG
-    is written in and for one-pixel-wide or one-row images."""
+def test_filtered_strips_are_the_rows_by_definition(mode: str, size: tuple[int, int]) -> None:
+    """The rows handed to deflate are made a strip at a time from views of the raw encoder's
+    padded output, one row apart; byte for byte, and wherever the strips are cut, they must be
+    the rows the PNG filters define, in every mode PNG is written in and for one-pixel-wide or
+    one-row images."""
     image = _photo("RGBA" if mode == "LA" else mode if mode != "P" else "RGB", 7)
     image = image.resize(size)
     if mode == "LA":
@@ -340,5 +342,27 @@ def test_filtered_rows_in_one_pass_are_the_rows_one_by_one(
     elif mode == "P":
         image = image.quantize(16)
     channels = 1 if mode == "P" else enc._COLOUR_TYPES[mode][1]
-    rows = enc._filtered_rows(enc.up_filtered(image), size[0] * channels + 1)
-    assert bytes(rows) == _rows_one_by_one(image)
+    line = size[0] * channels + 1
+    expected = _rows_by_definition(image)
+    for pieces in sorted({1, 2, 3, 4, size[1]} & set(range(1, size[1] + 1))):
+        strips = list(enc._filtered_strips(image, line, pieces))
+        assert len(strips) == pieces
+        assert b"".join(bytes(part) for strip in strips for part in strip) == expected, pieces
+
+
+def test_a_strip_starts_on_the_row_the_size_says() -> None:
+    image = _noise("RGB", (5, 10), 4)
+    line = 5 * 3 + 1
+    strips = list(enc._filtered_strips(image, line, 4))
+    lengths = [sum(len(part) for part in strip) for strip in strips]
+    assert lengths == [line * rows for rows in (2, 3, 2, 3)]  # rows 0, 2, 5, 7 start strips
+
+
+def test_an_image_with_fewer_rows_than_pieces_is_cut_by_rows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Two rows whose bytes would make four pieces: a strip needs a row, so two pieces.
+    monkeypatch.setattr(enc, "_PIECE_BYTES", 1024)
+    image = _noise("RGB", (1000, 2), 9)
+    assert enc.piece_count(2 * (1 + 1000 * 3)) == enc._MAX_PIECES
+    assert decode(enc.fast_png(image)).tobytes() == image.tobytes()
