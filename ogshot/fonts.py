@@ -37,6 +37,8 @@ from fontTools import unicodedata as ucd
 from fontTools.ttLib import TTFont
 from PIL import Image, ImageDraw, ImageFont, features
 
+from .glyphs import GlyphMasks, Placed
+
 if TYPE_CHECKING:
     from .settings import Settings
 
@@ -236,6 +238,8 @@ class FontSet:
         self._picks: dict[str, str] = {}
         self._lock = threading.Lock()
         self._shapers: dict[tuple[Path, int], tuple[hb.Font, int]] = {}
+        #: Rasterised glyphs of this set's fonts, for :meth:`glyphs`.
+        self.masks = GlyphMasks()
         self._advances: dict[tuple[str, Weight, str, bool, str], float] = {}
         self._inks: dict[tuple[str, Weight, str, bool, str], tuple[float, float]] = {}
         #: The search path the set was read from (empty when built from faces directly).
@@ -389,6 +393,37 @@ class FontSet:
         """Whether Pillow shapes text (RAQM): without it, no direction can be asked for."""
         return bool(self._engine == ImageFont.Layout.RAQM)
 
+    def glyphs(
+        self,
+        name: str,
+        weight: Weight,
+        region: str,
+        size: int,
+        text: str,
+        rtl: bool,
+        x: float,
+        baseline: int,
+    ) -> list[Placed] | None:
+        """``text`` shaped in one font at ``size`` as glyph masks, placed for a pen starting at
+        ``x`` on ``baseline``: the shaping that :meth:`advance` measured, drawn from HarfBuzz's
+        outlines (see :mod:`ogshot.glyphs`). None for what must be drawn by Pillow: colour
+        emoji (bitmaps), text set without RAQM (unshaped), a glyph without an outline.
+        """
+        if name == EMOJI or not self.shapes:
+            return None
+        buf, upem = self._shaped(name, weight, region, text, rtl)
+        font = self._shaper(name, weight, region)[0]
+        return self.masks.place(
+            font,
+            self._face_key(name, weight, region),
+            upem,
+            size,
+            buf.glyph_infos,
+            buf.glyph_positions,
+            x,
+            baseline,
+        )
+
     def _shaped(
         self, name: str, weight: Weight, region: str, text: str, rtl: bool
     ) -> tuple[hb.Buffer, int]:
@@ -401,9 +436,13 @@ class FontSet:
         hb.shape(shaper, buf)
         return buf, upem
 
-    def _shaper(self, name: str, weight: Weight, region: str) -> tuple[hb.Font, int]:
+    def _face_key(self, name: str, weight: Weight, region: str) -> tuple[Path, int]:
+        """The font file and face index that family ``name`` uses for ``weight``, ``region``."""
         path = self._by_name[name].files[weight]
-        index = CJK_FACES.get(region, 0) if path.suffix == ".ttc" else 0
+        return path, (CJK_FACES.get(region, 0) if path.suffix == ".ttc" else 0)
+
+    def _shaper(self, name: str, weight: Weight, region: str) -> tuple[hb.Font, int]:
+        path, index = self._face_key(name, weight, region)
         found = self._shapers.get((path, index))
         if found is None:
             with self._lock:

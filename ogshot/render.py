@@ -8,7 +8,9 @@ placeholder), cached per layout, theme and accent; the capture and its scrim; th
 Before a box is drawn the pixels under its lines are measured, and the text colour and, when
 needed, a local scrim are chosen so that every pixel behind the text keeps a WCAG contrast of at
 least 4.5:1.
-Text is drawn through a mask the size of its box, so no glyph can leave it.
+Text is drawn through a mask the size of its box, so no glyph can leave it. Glyphs come from
+HarfBuzz's shaping of each run and masks rasterised once (:mod:`.glyphs`); colour emoji, and text
+on a Pillow without RAQM, are drawn by Pillow.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageStat
 
+from . import glyphs
 from .card import Card
 from .contrast import RGB, Rect, choose_colour, hex_rgb, paint
 from .fonts import EMOJI, EMOJI_SIZE, FontSet, cjk_region
@@ -27,7 +30,7 @@ from .layouts import Layout, Palette, TextBox
 from .plate import groups, lay_plate, plate_for
 from .text import Fitted, fit
 
-RENDERER_VERSION = "10"
+RENDERER_VERSION = "11"
 
 
 def resolve_theme(card: Card, layout: Layout, capture: Image.Image | None) -> ThemeName:
@@ -139,7 +142,7 @@ def _draw_box(
     """Draw the lines through a mask the size of the box: nothing can land outside it."""
     bx, by, bw, bh = spec.box
     mask = Image.new("L", (bw, bh), 0)
-    draw = ImageDraw.Draw(mask)
+    draw: ImageDraw.ImageDraw | None = None
     colour_layer: list[tuple[Image.Image, int, int]] = []
     region = _region_cjk(fitted)
     for line, (left, baseline, _) in zip(fitted.lines, rows, strict=True):
@@ -150,7 +153,15 @@ def _draw_box(
                 ascent = fonts.font(EMOJI, "regular", EMOJI_SIZE).getmetrics()[0]
                 top = baseline - by - round(ascent * fitted.size / EMOJI_SIZE)
                 colour_layer.append((image, round(cx), top))
+                cx += run.width
+                continue
+            placed = fonts.glyphs(
+                run.font, spec.weight, region, fitted.size, run.text, run.rtl, cx, baseline - by
+            )
+            if placed is not None:
+                glyphs.paste(mask, placed)
             else:
+                draw = draw or ImageDraw.Draw(mask)
                 font = fonts.font(run.font, spec.weight, fitted.size, region)
                 draw.text(
                     (cx, baseline - by),

@@ -10,7 +10,8 @@ The road from a string to lines:
 3. :func:`fit` tries sizes from the box's maximum down (by bisection) until the text fits in its
    line limit; at the minimum size what does not fit is cut and ends in an ellipsis;
 4. each line is ordered for display by the Unicode bidi algorithm (``python-bidi``), then split into
-   runs of one font and one direction, which Pillow's RAQM layout (HarfBuzz) shapes.
+   runs of one font and one direction, which HarfBuzz shapes (the same shaping measures them here
+   and places their glyphs when they are drawn: :mod:`ogshot.glyphs`).
 
 Fitting returns values (:class:`Fitted`); work is bounded by the box's line count, not the length
 of the text, so a 2,000-character title costs about what a short one does.

@@ -1,0 +1,185 @@
+"""Shaped glyphs drawn from masks rasterised once: what a text run costs after its first card.
+
+A run of text is shaped by the font set's persistent HarfBuzz font (the same shaping that
+measured it while fitting), and each glyph it yields is placed from a coverage mask: the
+glyph's outline rasterised by HarfBuzz's own rasteriser at the run's size, at a quarter-pixel
+phase of where it lands. Masks are kept in a bounded least-recently-used table, so a card
+pays for the outlines of the glyphs it is the first to use, and otherwise only for placing
+them: one paste each, in C.
+
+Pillow's text drawing instead shapes the run again (building a HarfBuzz font afresh for every
+call) and rasterises every glyph of it, twice, on every card.
+
+Positions are quantised to :data:`PHASES` steps of a pixel on each axis, so a mask is the
+same whichever card first asked for it: the pixels of a card do not depend on what the table
+holds, on which thread drew it, or on the order cards come in.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import uharfbuzz as hb
+from PIL import Image
+
+#: Steps per pixel at which a glyph may be placed, across and down: a glyph lands within an
+#: eighth of a pixel of where HarfBuzz put it.
+PHASES = 4
+#: What the masks of one font set may hold, in bytes of pixels (plus a little per mask).
+BUDGET = 16 * 2**20
+#: Bookkeeping counted per mask on top of its pixels: the table stays bounded even when
+#: filled with the masks of spaces and dots.
+_OVERHEAD = 256
+
+#: Whether this uharfbuzz has HarfBuzz's rasteriser (0.54 and later).
+AVAILABLE = hasattr(hb, "RasterDraw")
+
+#: One glyph as placed: its mask (Pillow's core image) and the box it covers in the target.
+Placed = tuple[Any, tuple[int, int, int, int]]
+#: A kept glyph: its mask (Pillow's core image), the mask's size, and where its top-left
+#: corner lies from the pixel the glyph's origin falls in; ``None`` for a glyph with no ink
+#: (a space); :data:`_NO_OUTLINE` for one HarfBuzz cannot draw (a bitmap glyph).
+_Mask = tuple[Any, int, int, int, int] | None
+_NO_OUTLINE: _Mask = (None, 0, 0, 0, 0)
+_Key = tuple[object, int, int, int, int]
+
+
+class GlyphMasks:
+    """Rasterised glyph masks by font, size, glyph and phase; bounded, shared by threads.
+
+    ``budget`` bounds the bytes of pixels kept; the masks least recently used go first.
+    """
+
+    def __init__(self, budget: int = BUDGET) -> None:
+        self.budget = budget
+        self._kept: OrderedDict[_Key, _Mask] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        # A rasteriser holds the outline being drawn: one per thread.
+        self._local = threading.local()
+        self.rasterised = 0
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    @property
+    def kept_bytes(self) -> int:
+        return self._bytes
+
+    def place(
+        self,
+        font: hb.Font,
+        font_key: object,
+        upem: int,
+        size: int,
+        infos: Sequence[hb.GlyphInfo],
+        positions: Sequence[hb.GlyphPosition],
+        x: float,
+        baseline: int,
+    ) -> list[Placed] | None:
+        """The masks of a shaped run whose pen starts at ``x`` on ``baseline`` (pixels of the
+        target image), with where each goes; None when a glyph has no outline to draw.
+
+        ``font_key`` names the font (file and face); ``font`` is HarfBuzz's font for it at its
+        units per em, ``upem``; ``size`` is the size in pixels per em.
+        """
+        if not AVAILABLE:
+            return None
+        scale = size / upem
+        wanted: list[tuple[_Key, int, int]] = []
+        pen = x
+        for info, pos in zip(infos, positions, strict=True):
+            # Where the glyph's origin lands, as a whole pixel and a phase within it.
+            gx = pen + pos.x_offset * scale
+            ix = math.floor(gx)
+            qx = round((gx - ix) * PHASES)
+            gy = pos.y_offset * scale  # upward
+            iy = math.floor(gy)
+            qy = round((gy - iy) * PHASES)
+            if qx == PHASES:
+                ix, qx = ix + 1, 0
+            if qy == PHASES:
+                iy, qy = iy + 1, 0
+            wanted.append(((font_key, size, info.codepoint, qx, qy), ix, baseline - iy))
+            pen += pos.x_advance * scale
+        found: dict[_Key, _Mask] = {}
+        missing: list[_Key] = []
+        kept = self._kept
+        with self._lock:
+            for key, _, _ in wanted:
+                if key in found:
+                    continue
+                if key in kept:
+                    kept.move_to_end(key)
+                    found[key] = kept[key]
+                else:
+                    missing.append(key)
+        if missing:
+            made = {key: self._rasterise(font, scale, key) for key in dict.fromkeys(missing)}
+            self._keep(made)
+            found.update(made)
+        out: list[Placed] = []
+        for key, left, top in wanted:
+            mask = found[key]
+            if mask is None:
+                continue
+            if mask is _NO_OUTLINE:
+                return None
+            core, w, h, dx, dy = mask
+            out.append((core, (left + dx, top + dy, left + dx + w, top + dy + h)))
+        return out
+
+    def _rasterise(self, font: hb.Font, scale: float, key: _Key) -> _Mask:
+        raster: hb.RasterDraw | None = getattr(self._local, "raster", None)
+        if raster is None:
+            raster = self._local.raster = hb.RasterDraw()
+        _, _, glyph, qx, qy = key
+        raster.transform = (scale, 0.0, 0.0, scale, qx / PHASES, qy / PHASES)
+        drawn = raster.draw_glyph_or_fail(font, glyph)
+        image = raster.render()  # and forgets the outline, for the next glyph
+        self.rasterised += 1
+        if not drawn:
+            extents = font.get_glyph_extents(glyph)
+            if extents is None or extents.width == 0 or extents.height == 0:
+                return None
+            return _NO_OUTLINE
+        if image is None:
+            raise MemoryError("HarfBuzz could not rasterise a glyph")
+        e = image.extents
+        if e.width == 0 or e.height == 0:
+            return None
+        # HarfBuzz's rows run bottom to top, in a buffer ``stride`` wide; y grows upward from
+        # the baseline. Row r (from y = r to r + 1) is the image row just above baseline - r.
+        mask = Image.frombuffer(
+            "L", (e.width, e.height), image.buffer, "raw", "L", e.stride, -1
+        ).copy()
+        return (mask.im, e.width, e.height, e.x_origin, -(e.y_origin + e.height))
+
+    def _keep(self, made: dict[_Key, _Mask]) -> None:
+        with self._lock:
+            for key, mask in made.items():
+                if key in self._kept:
+                    continue  # another thread made it meanwhile: the same pixels
+                self._kept[key] = mask
+                self._bytes += _cost(mask)
+            while self._bytes > self.budget and self._kept:
+                _, old = self._kept.popitem(last=False)
+                self._bytes -= _cost(old)
+
+
+def _cost(mask: _Mask) -> int:
+    if mask is None:
+        return _OVERHEAD
+    return mask[1] * mask[2] + _OVERHEAD
+
+
+def paste(target: Image.Image, placed: Sequence[Placed]) -> None:
+    """Lay the glyphs on an ``L`` image at full coverage, clipped to it: each covers what lies
+    under it by its mask's coverage (overlapping glyphs, as joined Arabic letters, add up)."""
+    core = target.im
+    for mask, box in placed:
+        core.paste(255, box, mask)

@@ -1,0 +1,161 @@
+"""Text drawn from HarfBuzz's glyphs and kept masks: where Pillow draws it, whatever is kept."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from PIL import Image, ImageChops, ImageDraw
+
+from ogshot import glyphs
+from ogshot.card import Card
+from ogshot.fonts import CJK, EMOJI, FontSet, Weight, cjk_region
+from ogshot.glyphs import GlyphMasks
+from ogshot.layouts import LayoutRegistry
+from ogshot.render import render_card
+from ogshot.samples import TITLES
+
+from .imagecompare import ssim
+
+#: (family, text, right to left): one run of each kind of script a card sets.
+RUNS = (
+    ("Inter", "Typography: AVAWAY, office “quotes” 0123", False),
+    ("Inter", "Ça roule: naïve Łódź & Ærøskøbing", False),
+    ("Inter", "Быстрые карточки", False),
+    ("NotoSansArabic", "مرحبا بالعالم: بطاقات سريعة", True),
+    ("NotoSansArabic", "تغيّر الذي", True),
+    ("NotoSansHebrew", "שלום עולם", True),
+    ("NotoSansDevanagari", "सामाजिक नेटवर्क के लिए तेज़ कार्ड", False),
+    ("NotoSansThai", "การ์ดแบบรวดเร็ว", False),
+    (CJK, "为社交网络快速生成预览卡片", False),
+    (CJK, "ソーシャルカードを高速に", False),
+    ("Inter", "Ṱ̈e̊x̧t w̃ith c̆ombining m̄arks", False),
+)
+
+
+def _strip(
+    fonts: FontSet, family: str, text: str, rtl: bool, size: int, x: float, *, pillow: bool
+) -> Image.Image:
+    weight: Weight = "bold"
+    region = cjk_region(text)
+    strip = Image.new("L", (1400, 3 * size), 0)
+    baseline = 2 * size
+    if pillow:
+        font = fonts.font(family, weight, size, region)
+        ImageDraw.Draw(strip).text(
+            (x, baseline), text, font=font, fill=255, anchor="ls", direction="rtl" if rtl else "ltr"
+        )
+    else:
+        placed = fonts.glyphs(family, weight, region, size, text, rtl, x, baseline)
+        assert placed is not None
+        glyphs.paste(strip, placed)
+    return strip
+
+
+def _best_shift(theirs: Image.Image, ours: Image.Image) -> tuple[int, int]:
+    """The shift of ``ours``, a pixel at most each way, that looks most like ``theirs``."""
+    box = theirs.getbbox()
+    assert box is not None
+    shifts = [(dx, dy) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    return max(shifts, key=lambda d: ssim(theirs.crop(box), ImageChops.offset(ours, *d).crop(box)))
+
+
+@pytest.mark.parametrize(("family", "text", "rtl"), RUNS, ids=[r[1][:12] for r in RUNS])
+@pytest.mark.parametrize("size", [22, 61])
+def test_a_run_drawn_from_glyph_masks_lands_where_pillow_draws_it(
+    fonts: FontSet, family: str, text: str, rtl: bool, size: int
+) -> None:
+    theirs = _strip(fonts, family, text, rtl, size, 20.3, pillow=True)
+    ours = _strip(fonts, family, text, rtl, size, 20.3, pillow=False)
+    a, b = theirs.getbbox(), ours.getbbox()
+    assert a is not None and b is not None
+    # The same ink box within a pixel or two (Pillow hints outlines and rounds positions; the
+    # masks are unhinted, placed within an eighth of a pixel of HarfBuzz's position)...
+    assert all(abs(p - q) <= 2 for p, q in zip(a, b, strict=True)), (a, b)
+    # ...the same amount of ink...
+    ink_a = sum(i * n for i, n in enumerate(theirs.histogram()))
+    ink_b = sum(i * n for i, n in enumerate(ours.histogram()))
+    assert abs(ink_a - ink_b) <= 0.04 * ink_a
+    # ...the same shapes, and in the same place: moved a pixel any way, it looks less alike.
+    assert ssim(theirs.crop(a), ours.crop(a)) >= 0.85
+    assert _best_shift(theirs, ours) == (0, 0)
+
+
+def test_the_comparison_sees_a_run_one_pixel_off(fonts: FontSet) -> None:
+    theirs = _strip(fonts, "NotoSansThai", "การ์ดแบบรวดเร็ว", False, 61, 20.3, pillow=True)
+    ours = _strip(fonts, "NotoSansThai", "การ์ดแบบรวดเร็ว", False, 61, 20.3, pillow=False)
+    assert _best_shift(theirs, ImageChops.offset(ours, 0, 1)) == (0, -1)
+    assert _best_shift(theirs, ImageChops.offset(ours, -1, 0)) == (1, 0)
+
+
+def test_colour_emoji_and_unshaped_text_are_left_to_pillow(fonts: FontSet) -> None:
+    assert fonts.glyphs(EMOJI, "regular", "sc", 40, "🚀", False, 0.0, 40) is None
+    # Bitmap glyphs have no outline: the table says so rather than drawing nothing.
+    font, upem = fonts._shaper(EMOJI, "regular", "sc")
+    buf, _ = fonts._shaped(EMOJI, "regular", "sc", "🚀", False)
+    masks = GlyphMasks()
+    assert masks.place(font, "emoji", upem, 40, buf.glyph_infos, buf.glyph_positions, 0, 40) is None
+    assert fonts.glyphs("Inter", "bold", "sc", 40, "plain", False, 0.0, 40) is not None
+
+
+def _cards() -> list[Card]:
+    return [Card(title=t, subtitle="A subtitle, in Inter", site="example.org") for _, t in TITLES]
+
+
+def _render_all(fonts: FontSet, layouts: LayoutRegistry) -> list[bytes]:
+    layout = layouts.get("default")
+    return [render_card(card, layout, fonts).tobytes() for card in _cards()]
+
+
+def test_card_pixels_do_not_depend_on_what_the_glyph_table_holds(
+    layouts: LayoutRegistry,
+) -> None:
+    fresh = FontSet.from_dirs(FontSet.default().dirs)
+    first = _render_all(fresh, layouts)
+    assert len(fresh.masks) > 0
+    # Again from a full table, then from a table too small to keep one card's glyphs.
+    assert _render_all(fresh, layouts) == first
+    starved = FontSet.from_dirs(FontSet.default().dirs)
+    starved.masks.budget = 2_000
+    assert _render_all(starved, layouts) == first
+    assert starved.masks.kept_bytes <= 2_000
+
+
+def test_the_glyph_table_stays_within_its_budget(fonts: FontSet) -> None:
+    masks = GlyphMasks(budget=200_000)
+    font, upem = fonts._shaper("Inter", "bold", "sc")
+    buf, _ = fonts._shaped("Inter", "bold", "sc", "The quick brown fox jumps", False)
+    for size in range(20, 120):
+        for x in (0.0, 0.25, 0.5, 0.75):
+            placed = masks.place(
+                font, "inter", upem, size, buf.glyph_infos, buf.glyph_positions, x, 200
+            )
+            assert placed is not None and len(placed) == 21  # the letters; spaces have no ink
+            assert masks.kept_bytes <= 200_000
+    assert masks.rasterised > len(masks)  # the oldest were let go, and made again when asked
+
+
+def test_threads_share_the_glyph_table_and_draw_what_one_thread_draws(
+    layouts: LayoutRegistry,
+) -> None:
+    alone = _render_all(FontSet.from_dirs(FontSet.default().dirs), layouts)
+    shared = FontSet.from_dirs(FontSet.default().dirs)
+    shared.masks.budget = 300_000  # small enough that threads evict each other's glyphs
+    results: list[list[bytes]] = []
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(2):
+                results.append(_render_all(shared, layouts))
+        except BaseException as exc:  # pragma: no cover - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
+    assert len(results) == 8 and all(r == alone for r in results)
+    assert shared.masks.kept_bytes <= 300_000
