@@ -26,12 +26,13 @@ from . import __version__, ghost, metrics, openapi, ops, pages, prerender, robot
 from . import card as card_limits
 from .access import warn_if_open
 from .card import check_raw_lengths, parse_card
-from .clients import ClientRule, TrustedProxies, parse_networks
+from .clients import ClientRule, parse_networks
 from .conditional import byte_range, none_match
 from .errors import OgshotError, UriTooLong
+from .front import Front, Reply
 from .headers import Conditions
 from .pacing import PACER, Pacer
-from .protocol import BodyLimit, HttpLayer, allowed_methods
+from .protocol import BodyLimit, allowed_methods
 from .service import CardResult, CardService
 from .settings import Settings, load_settings
 from .signing import Signer
@@ -129,7 +130,7 @@ def create_app(settings: Settings | None = None, *, service: CardService | None 
     openapi.install(app)
     app.add_middleware(CardFastPath)
     app.add_middleware(QueryLimit)
-    # Every route, present and future, gets the body cap, HEAD and the target forms.
+    # Every route, present and future, gets the body cap.
     app.add_middleware(
         BodyLimit,
         default=settings.body_max_bytes,
@@ -139,11 +140,9 @@ def create_app(settings: Settings | None = None, *, service: CardService | None 
             **ghost.BODY_LIMITS,
         },
     )
-    app.add_middleware(HttpLayer)
-    # Every answer, these layers' own included, is counted and logged.
-    app.add_middleware(ops.RequestObserver)
-    # Outermost of all: who the client is (trusted proxies only) is known before anything runs.
-    app.add_middleware(TrustedProxies, rule=client_rule)
+    # Outermost of ogshot's layers: who the client is, the request id, HEAD and the target
+    # forms, the metrics and log line of every answer; and a card fresh in memory, answered there.
+    app.add_middleware(Front, rule=client_rule, hit=fresh_card)
     return app
 
 
@@ -360,7 +359,21 @@ _HeaderKey = tuple[str, str, str | None, str, int]
 _RAW_HEADERS: LRUCache[_HeaderKey, list[tuple[bytes, bytes]]] = LRUCache(maxsize=1024)
 
 
-async def _send_card(scope: Scope, send: Send, result: CardResult) -> None:
+def fresh_card(scope: Scope) -> Reply | None:
+    """The reply to a ``GET|HEAD /og.png`` query seen before whose card is fresh in memory, or
+    None (the front layer's cache hit: see ``front.py``)."""
+    state = scope["app"].state
+    key = state.card_keys.get(scope["query_string"])
+    if key is None:
+        return None
+    result = state.service.fresh_hit(key)
+    if result is None:
+        return None
+    return _card_reply_raw(scope, result)
+
+
+def _card_reply_raw(scope: Scope, result: CardResult) -> Reply:
+    """:func:`card_reply` with its headers encoded; for a hit, the header block is reused."""
     conditions = Conditions.read(scope["headers"])
     memo_key: _HeaderKey | None = None
     # Only hits repeat: a card just made has an ETag no reply has carried yet.
@@ -371,12 +384,15 @@ async def _send_card(scope: Scope, send: Send, result: CardResult) -> None:
         raw = _RAW_HEADERS.get(memo_key)
         if raw is not None:
             body = b"" if status == 304 or scope["method"] == "HEAD" else result.entry.body
-            await send({"type": "http.response.start", "status": status, "headers": raw})
-            await send({"type": "http.response.body", "body": body})
-            return
+            return status, raw, body
     status, headers, body = card_reply(scope["method"], conditions, result)
     raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
     if memo_key is not None:
         _RAW_HEADERS[memo_key] = raw
+    return status, raw, body
+
+
+async def _send_card(scope: Scope, send: Send, result: CardResult) -> None:
+    status, raw, body = _card_reply_raw(scope, result)
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})

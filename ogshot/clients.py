@@ -7,7 +7,8 @@ that is not is the client. Whatever a client writes to the left of that is never
 can choose the address their budget is counted against. ``X-Forwarded-Proto`` (or the
 ``proto=`` of ``Forwarded``) likewise sets the scheme only behind a trusted proxy.
 
-This is the only such rule in ogshot: ``ogshot serve`` runs uvicorn without its own
+The app's front layer (``front.py``) applies the rule to every request. This is the only such
+rule in ogshot: ``ogshot serve`` runs uvicorn without its own
 proxy-header handling, so the two can never disagree.
 """
 
@@ -18,7 +19,7 @@ import re
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope
 
 from .errors import ConfigError
 
@@ -123,6 +124,20 @@ class ClientRule:
             proto = None
         return address, proto
 
+    def apply(self, scope: Scope) -> tuple[Scope, str]:
+        """The scope as the app sees it (``client`` and, behind a trusted proxy, ``scheme`` set
+        by this rule; a copy when anything changes), and the client's address."""
+        client = scope.get("client")
+        if not self.trusted:
+            return scope, (client[0] if client else "") or "-"
+        address, proto = self.resolve(scope)
+        scope = dict(scope)
+        if client is None or client[0] != address:
+            scope["client"] = (address, 0)
+        if proto is not None:
+            scope["scheme"] = proto
+        return scope, address
+
 
 def budget_key(address: str) -> str:
     """What one client's budget is counted under: the address, or its /64 for IPv6 (one
@@ -131,30 +146,3 @@ def budget_key(address: str) -> str:
     if isinstance(addr, ipaddress.IPv6Address):
         return str(ipaddress.ip_network(f"{addr}/64", strict=False))
     return str(addr) if addr is not None else address
-
-
-class TrustedProxies:
-    """ASGI middleware: sets ``scope["client"]`` (and ``scheme``) by :class:`ClientRule`, and
-    :data:`CLIENT` for the request."""
-
-    def __init__(self, app: ASGIApp, rule: ClientRule) -> None:
-        self.app = app
-        self.rule = rule
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        address, proto = self.rule.resolve(scope)
-        if self.rule.trusted:
-            scope = dict(scope)
-            client = scope.get("client")
-            if client is None or client[0] != address:
-                scope["client"] = (address, 0)
-            if proto is not None:
-                scope["scheme"] = proto
-        token = CLIENT.set(address)
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            CLIENT.reset(token)

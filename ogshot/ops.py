@@ -13,20 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import logs, metrics
 from .settings import Settings
 
 log = logging.getLogger("ogshot")
-access_log = logging.getLogger("ogshot.access")
 
 #: Seconds a readiness check waits for Redis before calling it not ready.
 READY_TIMEOUT = 1.0
@@ -122,75 +120,19 @@ async def running(settings: Settings, service: Any) -> AsyncIterator[None]:
         metrics.process_exited(settings.metrics_dir)
 
 
-class RequestObserver:
-    """Outermost middleware: request id, metrics and the access log line of every request.
-
-    It sees every answer, the fast path's included, and adds ``X-Request-Id`` to it.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        header = None
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                header = value.decode("latin-1")
-                break
-        rid = logs.request_id(header)
-        ctx = logs.begin(rid)
-        rid_header = (b"x-request-id", rid.encode("ascii"))
-        status = 500
-        cache: str | None = None
-
-        async def observed_send(message: Message) -> None:
-            nonlocal status, cache
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                headers = message.get("headers", [])
-                for name, value in headers:
-                    if name == b"x-ogshot-cache":
-                        cache = value.decode("latin-1")
-                # A new list: the fast path hands over header lists it keeps and reuses.
-                message = {**message, "headers": [*headers, rid_header]}
-            await send(message)
-
-        metrics.REQUESTS_IN_PROGRESS.inc()
-        try:
-            await self.app(scope, receive, observed_send)
-        finally:
-            metrics.REQUESTS_IN_PROGRESS.dec()
-            elapsed = time.perf_counter() - start
-            route = ctx.get("route") or route_of(scope)
-            metrics.request_done(route, status, elapsed, cache)
-            level = logging.DEBUG if route in _QUIET else logging.INFO
-            if access_log.isEnabledFor(level):
-                ctx.update(
-                    method=scope["method"],
-                    path=scope["path"],  # never the query string: it holds signatures
-                    route=route,
-                    status=status,
-                    duration_ms=round(elapsed * 1000, 2),
-                    cache=cache,
-                )
-                access_log.log(level, logs.access_message(ctx), extra=_extra(ctx))
-
-
 #: Routes polled by machines: their lines are debug-level, so that probes do not flood the log.
-_QUIET = {"/healthz", "/readyz", "/metrics"}
+QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
-def _extra(ctx: dict[str, Any]) -> dict[str, Any]:
+def access_fields(ctx: dict[str, Any]) -> dict[str, Any]:
+    """A request's context as the access log record's fields (absent ones left out)."""
     return {k: v for k, v in ctx.items() if v is not None}
 
 
 class RouteNote:
-    """Innermost middleware: notes the route the router matched, for :class:`RequestObserver`
-    (the layers between them may hand the router a copy of the scope)."""
+    """Innermost middleware: notes the route the router matched, for the front layer's metrics
+    and log line (``front.py``; the layers between them may hand the router a copy of the
+    scope)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -206,7 +148,7 @@ class RouteNote:
 def route_of(scope: Scope) -> str:
     """The matched route's path template (a bounded label), or ``unmatched``.
 
-    The router leaves the route in the scope; the card fast path answers before routing, and
+    The router leaves the route in the scope; the card fast paths answer before routing, and
     only ever for ``/og.png``.
     """
     route = scope.get("route")

@@ -1,9 +1,9 @@
 """The HTTP layer under every route: request targets, methods, message framing, body size.
 
-Two ASGI middlewares, outside everything else in the app, so that a route added later gets
-all of it without doing anything:
+Applied outside everything else in the app, so that a route added later gets all of it
+without doing anything:
 
-- :class:`HttpLayer`
+- by the front layer (``front.py``), through :func:`origin_form` and :data:`CLOSE`:
     - an absolute-form request target (``GET http://host/og.png?… HTTP/1.1``, RFC 9112 §3.2.2)
       is served as the origin-form path it names, and its authority replaces ``Host``;
     - ``HEAD`` is answered by the ``GET`` route with the body left out (RFC 9110 §9.3.2), so
@@ -39,39 +39,13 @@ _ABSOLUTE_FORM = re.compile(rb"[A-Za-z][A-Za-z0-9+.\-]*://([^/?#]*)([^?#]*)")
 #: The order ``Allow`` lists methods in.
 _METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
-_CLOSE = (b"connection", b"close")
+#: Sent with an answer after which the connection cannot carry another request.
+CLOSE = (b"connection", b"close")
 
 
-class HttpLayer:
-    """Absolute-form targets, HEAD through GET, and TE+CL requests closed after their answer."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        scope = _origin_form(scope)
-        close = _ambiguous_framing(scope["headers"])
-        head = scope["method"] == "HEAD"
-        if head:
-            scope = {**scope, "method": "GET"}
-        if not (head or close):
-            await self.app(scope, receive, send)
-            return
-
-        async def send_wrapper(message: Message) -> None:
-            if message["type"] == "http.response.start" and close:
-                message = {**message, "headers": [*message.get("headers", []), _CLOSE]}
-            elif message["type"] == "http.response.body" and head:
-                message = {**message, "body": b""}
-            await send(message)
-
-        await self.app(scope, receive, send_wrapper)
-
-
-def _origin_form(scope: Scope) -> Scope:
+def origin_form(scope: Scope) -> Scope:
+    """The scope of an absolute-form request target as its origin-form path, the authority as
+    its ``Host``; any other scope as it is."""
     raw_path: bytes = scope.get("raw_path") or scope["path"].encode("latin-1")
     if raw_path.startswith(b"/"):
         return scope
@@ -89,11 +63,6 @@ def _origin_form(scope: Scope) -> Scope:
         "path": unquote(path.decode("latin-1")),
         "headers": headers,
     }
-
-
-def _ambiguous_framing(headers: Iterable[tuple[bytes, bytes]]) -> bool:
-    names = {k for k, _ in headers}
-    return b"transfer-encoding" in names and b"content-length" in names
 
 
 def allowed_methods(routes: Iterable[BaseRoute], path: str) -> list[str]:
@@ -187,7 +156,7 @@ async def _too_large(send: Send, cap: int) -> None:
                 (b"content-length", str(len(body)).encode()),
                 (b"cache-control", b"no-store"),
                 # The rest of the body is not read: the connection cannot carry another request.
-                _CLOSE,
+                CLOSE,
             ],
         }
     )

@@ -153,7 +153,7 @@ def test_a_body_within_the_cap_is_served(client: TestClient) -> None:
 
 
 def test_absolute_form_target_is_served_as_its_path(client: TestClient) -> None:
-    from ogshot.protocol import _origin_form
+    from ogshot.protocol import origin_form as _origin_form
 
     scope = {
         "type": "http",

@@ -1,0 +1,134 @@
+"""The front of the app: what every request goes through first, in one layer.
+
+One pass over a request does what used to take three layers, each with its own call, its own
+copy of the scope and its own wrapper around ``send``:
+
+- who the client is (``clients.py``: the peer, or what a trusted proxy says), into
+  ``scope["client"]``, ``scope["scheme"]`` and :data:`~ogshot.clients.CLIENT`;
+- the request id (``X-Request-Id`` when sane, else a new one), echoed on every answer;
+- the HTTP hardening of ``protocol.py``: an absolute-form target served as its path, ``HEAD``
+  answered by the ``GET`` route without the body, a request with both ``Transfer-Encoding``
+  and ``Content-Length`` answered and its connection closed;
+- the request's metrics and its access log line (``ops.py``), for every answer, this layer's
+  own included.
+
+And a card fresh in memory, for a ``GET|HEAD /og.png`` query seen before, is answered right
+here (the ``hit`` callable, :func:`ogshot.api.fresh_card`): a cache hit, the most common
+request by far, meets no other layer. A request that carries a body (``Content-Length`` or
+``Transfer-Encoding``) never takes that road, so the body cap and the framing rule still see it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import logs, metrics
+from .clients import CLIENT, ClientRule
+from .ops import QUIET_ROUTES, access_fields, route_of
+from .protocol import CLOSE, origin_form
+
+access_log = logging.getLogger("ogshot.access")
+
+#: A ready answer: status, raw headers (never changed by the caller), body.
+Reply = tuple[int, list[tuple[bytes, bytes]], bytes]
+#: Answers a ``GET|HEAD /og.png`` request from memory, or None to let the app answer.
+HitReply = Callable[[Scope], Reply | None]
+
+_FRAMING_LENGTH = 1
+_FRAMING_CHUNKED = 2
+
+
+class Front:
+    """Outermost layer of the app; see the module docstring."""
+
+    def __init__(self, app: ASGIApp, rule: ClientRule, hit: HitReply) -> None:
+        self.app = app
+        self.rule = rule
+        self.hit = hit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        given_id = None
+        framing = 0
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                if given_id is None:
+                    given_id = value.decode("latin-1")
+            elif name == b"content-length":
+                framing |= _FRAMING_LENGTH
+            elif name == b"transfer-encoding":
+                framing |= _FRAMING_CHUNKED
+        rid = logs.request_id(given_id)
+        ctx = logs.begin(rid)
+        rid_header = (b"x-request-id", rid.encode("ascii"))
+        method = scope["method"]
+
+        scope, address = self.rule.apply(scope)
+        token = CLIENT.set(address)
+        scope = origin_form(scope)
+
+        status = 500
+        cache: str | None = None
+        metrics.REQUESTS_IN_PROGRESS.inc()
+        try:
+            if not framing and scope["path"] == "/og.png" and method in ("GET", "HEAD"):
+                reply = self.hit(scope)
+                if reply is not None:
+                    status, headers, body = reply
+                    cache = "hit"
+                    await send(
+                        {
+                            "type": "http.response.start",
+                            "status": status,
+                            "headers": [*headers, rid_header],
+                        }
+                    )
+                    await send({"type": "http.response.body", "body": body})
+                    return
+
+            head = method == "HEAD"
+            if head:
+                scope = {**scope, "method": "GET"}
+            # Both lengths given: a possible smuggling attempt, answered and then closed.
+            extra = [CLOSE, rid_header] if framing == 3 else [rid_header]
+
+            async def observed_send(message: Message) -> None:
+                nonlocal status, cache
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                    headers = message.get("headers", [])
+                    for name, value in headers:
+                        if name == b"x-ogshot-cache":
+                            cache = value.decode("latin-1")
+                    # A new list: the app may hand over header lists it keeps and reuses.
+                    message = {**message, "headers": [*headers, *extra]}
+                elif head and message["type"] == "http.response.body":
+                    message = {**message, "body": b""}
+                await send(message)
+
+            await self.app(scope, receive, observed_send)
+        finally:
+            metrics.REQUESTS_IN_PROGRESS.dec()
+            CLIENT.reset(token)
+            elapsed = time.perf_counter() - start
+            route = ctx.get("route") or route_of(scope)
+            metrics.request_done(route, status, elapsed, cache)
+            level = logging.DEBUG if route in QUIET_ROUTES else logging.INFO
+            if access_log.isEnabledFor(level):
+                # Never the query string in the line: it holds signatures.
+                ctx.update(
+                    method=method,
+                    path=scope["path"],
+                    route=route,
+                    status=status,
+                    duration_ms=round(elapsed * 1000, 2),
+                    cache=cache,
+                )
+                access_log.log(level, logs.access_message(ctx), extra=access_fields(ctx))

@@ -1,0 +1,127 @@
+"""The front layer: a cache hit answered there keeps everything the other layers gave it."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from ogshot import clients
+
+from .test_http_equivalence import asgi_call
+
+PARAMS = {"title": "Answered at the front"}
+QUERY = b"title=Answered%20at%20the%20front"
+
+
+def _warm(client: TestClient) -> dict[str, str]:
+    """Make the card, then see it served from memory: the front layer's road from then on."""
+    assert client.get("/og.png", params=PARAMS).headers["x-ogshot-cache"] == "miss"
+    hit = client.get("/og.png", params=PARAMS)
+    assert hit.headers["x-ogshot-cache"] == "hit"
+    return dict(hit.headers)
+
+
+def _call(client: TestClient, method: str, headers: list[tuple[bytes, bytes]]) -> Any:
+    return client.portal.call(asgi_call, client.app, method, QUERY, headers)  # type: ignore[union-attr]
+
+
+def test_a_cached_card_with_a_declared_body_over_the_cap_is_still_refused(
+    client: TestClient,
+) -> None:
+    _warm(client)
+    cap = client.app.state.settings.body_max_bytes  # type: ignore[attr-defined]
+    r = client.request("GET", "/og.png", params=PARAMS, content=b"x" * (cap + 1))
+    assert r.status_code == 413
+    assert r.json()["error"] == "too_large"
+    assert r.headers["x-request-id"]
+
+
+def test_a_cached_card_asked_with_both_lengths_is_answered_then_closed(
+    client: TestClient,
+) -> None:
+    _warm(client)
+    status, headers, _ = _call(
+        client, "GET", [(b"content-length", b"0"), (b"transfer-encoding", b"chunked")]
+    )
+    assert status == 200
+    assert (b"connection", b"close") in headers
+    assert dict(headers)[b"x-request-id"] == b"equivalence"
+
+
+def test_a_cache_hit_is_logged_and_counted_like_any_answer(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    _warm(client)
+    with caplog.at_level(logging.INFO, logger="ogshot.access"):
+        r = client.head("/og.png", params=PARAMS, headers={"X-Request-Id": "hit-line"})
+    assert r.status_code == 200 and r.content == b""
+    assert int(r.headers["content-length"]) > 1000  # the GET's length, not the empty body's
+    (line,) = [rec for rec in caplog.records if rec.name == "ogshot.access"]
+    fields = line.__dict__
+    assert fields["method"] == "HEAD" and fields["path"] == "/og.png"
+    assert fields["route"] == "/og.png" and fields["status"] == 200
+    assert fields["cache"] == "hit" and fields["card_key"].startswith("card:")
+    assert fields["request_id"] == "hit-line" and fields["duration_ms"] >= 0
+    assert "title" not in line.getMessage()  # never the query string
+
+
+def test_an_absolute_form_hit_is_logged_under_its_path_and_route(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    _warm(client)
+
+    async def absolute(app: Any) -> int:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": "http://cards.example/og.png",
+            "raw_path": b"http://cards.example/og.png",
+            "root_path": "",
+            "query_string": QUERY,
+            "headers": [(b"host", b"elsewhere")],
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 8000),
+            "state": {},
+        }
+        statuses = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                statuses.append(message["status"])
+
+        await app(scope, receive, send)
+        return statuses[0]
+
+    with caplog.at_level(logging.INFO, logger="ogshot.access"):
+        status = client.portal.call(absolute, client.app)  # type: ignore[union-attr]
+    assert status == 200
+    (line,) = [rec for rec in caplog.records if rec.name == "ogshot.access"]
+    assert line.__dict__["path"] == "/og.png" and line.__dict__["route"] == "/og.png"
+    assert line.__dict__["cache"] == "hit"
+
+
+def test_the_client_is_known_to_the_app_for_every_request(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The address the budget is counted under is set for the request, and only for it."""
+    seen: list[str] = []
+    service = client.app.state.service  # type: ignore[attr-defined]
+    original = service.card_for_key
+
+    async def spy(*args: Any, **kw: Any) -> Any:
+        seen.append(clients.CLIENT.get())
+        return await original(*args, **kw)
+
+    monkeypatch.setattr(service, "card_for_key", spy)
+    assert client.get("/og.png", params={"title": "Whose card"}).status_code == 200
+    assert seen == ["testclient"]
+    assert clients.CLIENT.get() == "-"
