@@ -12,14 +12,14 @@ from ogshot import clients
 
 from .test_http_equivalence import asgi_call
 
-PARAMS = {"title": "Answered at the front"}
 QUERY = b"title=Answered%20at%20the%20front"
+URL = "/og.png?" + QUERY.decode()
 
 
 def _warm(client: TestClient) -> dict[str, str]:
     """Make the card, then see it served from memory: the front layer's road from then on."""
-    assert client.get("/og.png", params=PARAMS).headers["x-ogshot-cache"] == "miss"
-    hit = client.get("/og.png", params=PARAMS)
+    assert client.get(URL).headers["x-ogshot-cache"] == "miss"
+    hit = client.get(URL)
     assert hit.headers["x-ogshot-cache"] == "hit"
     return dict(hit.headers)
 
@@ -33,7 +33,7 @@ def test_a_cached_card_with_a_declared_body_over_the_cap_is_still_refused(
 ) -> None:
     _warm(client)
     cap = client.app.state.settings.body_max_bytes  # type: ignore[attr-defined]
-    r = client.request("GET", "/og.png", params=PARAMS, content=b"x" * (cap + 1))
+    r = client.request("GET", URL, content=b"x" * (cap + 1))
     assert r.status_code == 413
     assert r.json()["error"] == "too_large"
     assert r.headers["x-request-id"]
@@ -43,6 +43,7 @@ def test_a_cached_card_asked_with_both_lengths_is_answered_then_closed(
     client: TestClient,
 ) -> None:
     _warm(client)
+    assert dict(_call(client, "GET", [])[1])[b"x-ogshot-cache"] == b"hit"
     status, headers, _ = _call(
         client, "GET", [(b"content-length", b"0"), (b"transfer-encoding", b"chunked")]
     )
@@ -56,7 +57,7 @@ def test_a_cache_hit_is_logged_and_counted_like_any_answer(
 ) -> None:
     _warm(client)
     with caplog.at_level(logging.INFO, logger="ogshot.access"):
-        r = client.head("/og.png", params=PARAMS, headers={"X-Request-Id": "hit-line"})
+        r = client.head(URL, headers={"X-Request-Id": "hit-line"})
     assert r.status_code == 200 and r.content == b""
     assert int(r.headers["content-length"]) > 1000  # the GET's length, not the empty body's
     (line,) = [rec for rec in caplog.records if rec.name == "ogshot.access"]
