@@ -76,7 +76,8 @@ class Front:
 
         status = 500
         cache: str | None = None
-        metrics.REQUESTS_IN_PROGRESS.inc()
+        figures = metrics.FIGURES
+        figures.in_progress += 1
         try:
             if not framing and scope["path"] == "/og.png" and method in ("GET", "HEAD"):
                 reply = self.hit(scope)
@@ -115,11 +116,11 @@ class Front:
 
             await self.app(scope, receive, observed_send)
         finally:
-            metrics.REQUESTS_IN_PROGRESS.dec()
+            figures.in_progress -= 1
             CLIENT.reset(token)
             elapsed = time.perf_counter() - start
             route = ctx.get("route") or route_of(scope)
-            metrics.request_done(route, status, elapsed, cache)
+            figures.request_done(route, status, elapsed, cache)
             level = logging.DEBUG if route in QUIET_ROUTES else logging.INFO
             if access_log.isEnabledFor(level):
                 # Never the query string in the line: it holds signatures.

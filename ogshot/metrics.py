@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import resource
+import threading
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from contextvars import copy_context
 from pathlib import Path
@@ -37,6 +40,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    values,
 )
 from prometheus_client.metrics import MetricWrapperBase
 
@@ -52,6 +56,23 @@ R = TypeVar("R")
 SAMPLE_SECONDS = 2.0
 
 _DURATIONS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+#: The request duration histogram's bucket bounds, as prometheus_client adds the last one.
+_BOUNDS = (*_DURATIONS, math.inf)
+
+
+class _HandOver:
+    """Registered before every instrument: reading the registry begins with a hand-over."""
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> list[Any]:
+        FIGURES.flush()
+        return []
+
+
+# Before any instrument, so that it is collected first (see RequestFigures).
+REGISTRY.register(_HandOver())
 
 REQUESTS = Counter(
     "ogshot_requests", "HTTP requests answered, by route and status.", ["route", "status"]
@@ -150,11 +171,108 @@ def _child(metric: _Metric, *values: str) -> _Metric:
     return found  # type: ignore[return-value]
 
 
+class RequestFigures:
+    """Every request's figures, kept as plain numbers and handed to ``prometheus_client`` in
+    batches.
+
+    Counted one by one, a cache hit's figures (its request, duration, card source, cache
+    lookup, and the requests in progress) are seven locked increments: more time than the rest
+    of the hit. Here they are a few dict entries, handed to the instruments:
+
+    - when the registry of this process is read (a scrape, or ``OGSHOT_METRICS_PORT``'s
+      server): :data:`REGISTRY` collects :class:`_HandOver` before any instrument;
+    - at each :func:`sample` (every :data:`SAMPLE_SECONDS`, and before every scrape);
+    - in multiprocess mode, where other processes read the shared files, also once per turn
+      of the event loop in which figures were added (a callback), so that a scrape answered
+      by another worker counts every request answered before it began.
+
+    ``in_progress`` (the front layer counts requests in and out) is set on its gauge at each
+    hand-over. Figures added outside an event loop in multiprocess mode go straight in.
+    """
+
+    def __init__(self, shared: bool) -> None:
+        #: Requests being answered now.
+        self.in_progress = 0
+        self._shared = shared
+        #: Scrapes may run on another thread (the metrics port's server).
+        self._lock = threading.Lock()
+        self._requests: dict[tuple[str, int, str | None], int] = {}
+        #: Per route: the count in each duration bucket, then the sum of the durations.
+        self._durations: dict[str, list[float]] = {}
+        self._lookups: dict[tuple[str, str, str], int] = {}
+        self._scheduled = False
+
+    def request_done(self, route: str, status: int, seconds: float, cache: str | None) -> None:
+        key = (route, status, cache)
+        with self._lock:
+            requests = self._requests
+            requests[key] = requests.get(key, 0) + 1
+            per_bucket = self._durations.get(route)
+            if per_bucket is None:
+                per_bucket = self._durations[route] = [0] * (len(_BOUNDS) + 1)
+            per_bucket[bisect_left(_BOUNDS, seconds)] += 1
+            per_bucket[-1] += seconds
+        if self._shared and not self._scheduled:
+            self._schedule()
+
+    def cache_read(self, tier: str, kind: str, outcome: str) -> None:
+        labels = (tier, kind, outcome)
+        with self._lock:
+            self._lookups[labels] = self._lookups.get(labels, 0) + 1
+        if self._shared and not self._scheduled:
+            self._schedule()
+
+    def _schedule(self) -> None:
+        try:
+            asyncio.get_running_loop().call_soon(self.flush)
+        except RuntimeError:  # no event loop in this thread: nothing would run a callback
+            self.flush()
+            return
+        self._scheduled = True
+
+    def flush(self) -> None:
+        """Hand every figure kept so far to the instruments."""
+        with self._lock:
+            self._scheduled = False
+            requests, self._requests = self._requests, {}
+            durations, self._durations = self._durations, {}
+            lookups, self._lookups = self._lookups, {}
+        REQUESTS_IN_PROGRESS.set(self.in_progress)
+        for labels, n in lookups.items():
+            _child(CACHE_LOOKUPS, *labels).inc(n)
+        cards: dict[str, int] = {}
+        for (route, status, cache), n in requests.items():
+            _child(REQUESTS, route, str(status)).inc(n)
+            if cache:
+                cards[cache] = cards.get(cache, 0) + n
+        for cache, n in cards.items():
+            _child(CARDS, cache).inc(n)
+        for route, per_bucket in durations.items():
+            add_observations(_child(REQUEST_DURATION, route), per_bucket[:-1], per_bucket[-1])
+
+
+def add_observations(histogram: Histogram, per_bucket: list[float], total: float) -> None:
+    """What ``histogram.observe(v)`` for many values does: ``per_bucket[i]`` of them fell in
+    the ``i``-th bucket (the first bound not below them), and they add up to ``total``.
+
+    Reaches into the histogram's buckets and sum (``prometheus_client`` has no call for many
+    observations at once); a test holds the result to what ``observe`` gives.
+    """
+    buckets = histogram._buckets
+    for i, n in enumerate(per_bucket):
+        if n:
+            buckets[i].inc(n)
+    histogram._sum.inc(total)
+
+
+#: The one tally of this process. Multiprocess mode is prometheus_client's own choice, made when
+#: it was imported (see the module docstring).
+FIGURES = RequestFigures(shared=values.ValueClass is not values.MutexValue)
+
+
 def request_done(route: str, status: int, seconds: float, cache: str | None) -> None:
-    _child(REQUESTS, route, str(status)).inc()
-    _child(REQUEST_DURATION, route).observe(seconds)
-    if cache:
-        _child(CARDS, cache).inc()
+    """A request was answered: its route template, status, duration and card source."""
+    FIGURES.request_done(route, status, seconds, cache)
 
 
 def request_paced() -> None:
@@ -165,7 +283,7 @@ def cache_read(tier: str, key: str, entry: Entry | None, now: float) -> None:
     """One read of one cache tier, and what it found."""
     kind = "capture" if key.startswith("capture-") else "card"
     outcome = "miss" if entry is None else "hit" if entry.fresh(now) else "stale"
-    _child(CACHE_LOOKUPS, tier, kind, outcome).inc()
+    FIGURES.cache_read(tier, kind, outcome)
 
 
 def coalesced_wait(where: str, outcome: str = "found") -> None:
@@ -221,7 +339,9 @@ def resident_memory() -> int:
 
 
 def sample(service: Any) -> None:
-    """Set the state gauges from the service of this process."""
+    """Set the state gauges from the service of this process, and hand over the requests'
+    figures kept so far."""
+    FIGURES.flush()
     RESIDENT_MEMORY.labels(str(os.getpid())).set(resident_memory())
     breaker = getattr(service.capture, "breaker", None)
     BREAKER_STATE.set(_BREAKER.get(breaker.state, 0) if breaker is not None else 0)

@@ -117,6 +117,7 @@ async def running(settings: Settings, service: Any) -> AsyncIterator[None]:
         if pending:
             log.info("shutdown: finishing %d card(s) in progress", len(pending))
             await asyncio.wait(pending, timeout=settings.shutdown_timeout)
+        metrics.FIGURES.flush()
         metrics.process_exited(settings.metrics_dir)
 
 
