@@ -210,6 +210,10 @@ def rows(fig: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
+#: Target: the cold request's time above the in-process render.
+OVERHEAD_TARGET_MS = 1.0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100, help="timed requests on each side")
@@ -218,7 +222,11 @@ def main() -> None:
     fig = measure(args.n, vercel_modules(args.vercel_modules))
     for label, row in rows(fig):
         print(f"{label:<62} {row['median_ms']:7.2f} ms (p95 {row['p95_ms']:.2f})")
-    print(f"ogshot's cold overhead above its in-process render: {fig['overhead_ms']:.2f} ms")
+    verdict = "PASS" if fig["overhead_ms"] <= OVERHEAD_TARGET_MS else "FAIL"
+    print(
+        f"ogshot's cold overhead above its in-process render: {fig['overhead_ms']:.2f} ms "
+        f"(target <= {OVERHEAD_TARGET_MS:g} ms: {verdict})"
+    )
     if "ratio_http" in fig:
         print(
             f"@vercel/og / ogshot: {fig['ratio_http']:.2f}x over HTTP, "
