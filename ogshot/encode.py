@@ -34,9 +34,11 @@ import io
 import itertools
 import os
 import struct
+import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from types import ModuleType
 
 from PIL import Image, ImageChops
@@ -137,24 +139,48 @@ def fast_png(image: Image.Image) -> bytes:
     return _png(image, _isal_deflate)
 
 
-#: Threads that run ISA-L's deflate and nothing else. On CPUs with AVX-512, ISA-L returns with
-#: the vector registers' upper halves still in use (no ``vzeroupper``), and every SSE loop run
-#: afterwards on the same thread pays for it until something clears them: Pillow's blend
-#: through a mask, measured here, ran three times slower for the rest of the thread's life. The
-#: state belongs to the thread, so deflating on threads of its own keeps the render threads fast.
+#: Where ISA-L's deflate runs. On CPUs with AVX-512, ISA-L returns with the vector registers'
+#: upper halves still in use (no ``vzeroupper``), and every SSE loop run afterwards on the same
+#: thread pays for it until something clears them: Pillow's blend through a mask, measured
+#: here, ran three times slower for the rest of the thread's life. The state belongs to the
+#: thread, so there deflate runs on threads that do nothing else, keeping the render threads
+#: fast. A CPU known to lack AVX-512 (Linux's ``/proc/cpuinfo`` says so) deflates on the
+#: calling thread instead: handing a card's four small pieces to other threads and waking them
+#: cost more than they saved (title card on two cores: 1.9 ms on the caller, 2.2 ms on threads).
 #:
-#: Large images are also deflated in pieces at once (pigz's way: each piece its own deflate
-#: stream, all but the last ending on a byte boundary, the Adler-32 combined): on two cores a
-#: screenshot card's deflate takes 2 ms instead of 3. A piece is a strip of whole rows, and each
-#: strip goes to a deflate thread as soon as it is filtered, so the next strip is filtered while
-#: the first deflates. The strips are cut by size alone (one per :data:`_PIECE_BYTES` of rows,
-#: at most :data:`_MAX_PIECES`, at row ``height * i // pieces``) and the threads only decide how
-#: many run at once: a machine with one core makes the same bytes as one with four, only slower.
+#: Large images are deflated in pieces (pigz's way: each piece its own deflate stream, all but
+#: the last ending on a byte boundary, the Adler-32 combined). A piece is a strip of whole rows,
+#: filtered just before it is deflated. When a piece is slow to deflate on the caller (a
+#: photograph, not flat colour and text), the pieces after it but the last go to the deflate
+#: threads as soon as they are filtered, to deflate on other cores while the caller filters
+#: the next strip. The strips are cut by size alone (one per :data:`_PIECE_BYTES` of rows, at
+#: most :data:`_MAX_PIECES`, at row ``height * i // pieces``); the threads only decide how fast
+#: it goes: a machine with one core makes the same bytes as one with four.
 _DEFLATE_WORKERS = min(4, os.cpu_count() or 1)
 #: Smallest piece worth a thread of its own.
 _PIECE_BYTES = 512 * 1024
 #: Most pieces one stream is cut into (a 1200×630 RGB card's rows make four).
 _MAX_PIECES = 4
+#: Seconds the filtering waits for a deflate thread to take a strip before going on anyway.
+_HANDOFF_WAIT = 0.005
+#: Seconds of deflate on the calling thread past which the next pieces go to the threads.
+_SLOW_PIECE = 0.0006
+
+
+def _vector_state_leaks(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether ISA-L may leave AVX-512 state behind: True unless the CPU is known to lack it."""
+    try:
+        with open(cpuinfo, encoding="ascii", errors="replace") as info:
+            for row in info:
+                if row.startswith("flags"):
+                    return "avx512f" in row.split()
+    except OSError:
+        pass
+    return True
+
+
+#: Whether deflate may run on the calling thread (see above).
+_DEFLATE_ON_CALLER = not _vector_state_leaks()
 
 
 def _deflate_threads() -> ThreadPoolExecutor:
@@ -174,23 +200,40 @@ os.register_at_fork(after_in_child=_renew_after_fork)
 
 #: Consecutive parts of IDAT's filtered rows (a few bytes, then a view of a filtered strip).
 Strip = tuple["bytes | memoryview", ...]
+#: A deflated strip: raw deflate, the strip's Adler-32 and its length.
+Piece = tuple[bytes, int, int]
 
 
-def _isal_deflate(image: Image.Image, line: int) -> bytes:
-    """A zlib stream of ``image``'s filtered rows (``line`` bytes each), deflated by ISA-L on
-    the deflate threads, a strip at a time (see :data:`_DEFLATE_WORKERS`)."""
+def _isal_deflate(image: Image.Image, line: int) -> list[bytes]:
+    """A zlib stream of ``image``'s filtered rows (``line`` bytes each), in parts, deflated by
+    ISA-L a strip at a time (see :data:`_DEFLATE_WORKERS` for which thread does it)."""
     assert _fast_deflate is not None
     pieces = min(piece_count(line * image.height), image.height)
-    futures = [
-        _DEFLATE_THREADS.submit(_deflate_piece, strip, i == pieces - 1)
-        for i, strip in enumerate(_filtered_strips(image, line, pieces))
-    ]
-    parts = [future.result() for future in futures]
+    share = not _DEFLATE_ON_CALLER
+    pending: list[Future[Piece] | Piece] = []
+    for i, strip in enumerate(_filtered_strips(image, line, pieces)):
+        last = i == pieces - 1
+        if not share or (last and _DEFLATE_ON_CALLER):
+            start = time.perf_counter()
+            pending.append(_deflate_piece(strip, last))
+            share = time.perf_counter() - start > _SLOW_PIECE
+        elif last:
+            pending.append(_DEFLATE_THREADS.submit(_deflate_piece, strip, True))
+        else:
+            # Filtering holds the GIL, which a deflate thread needs for a moment before
+            # ISA-L lets it go: wait for that moment, or the piece would start only once every
+            # strip is filtered (Python makes a thread hand the GIL over only after 5 ms). The
+            # wait is bounded, in case the threads are busy with other cards.
+            started = threading.Lock()
+            started.acquire()
+            pending.append(_DEFLATE_THREADS.submit(_deflate_piece, strip, False, started))
+            started.acquire(timeout=_HANDOFF_WAIT)
+    parts = [piece.result() if isinstance(piece, Future) else piece for piece in pending]
     adler = parts[0][1]
     for _, piece_adler, length in parts[1:]:
         adler = adler32_combine(adler, piece_adler, length)
     # 0x78 0x01: deflate with a 32 KB window, no preset dictionary (and the header's check bits).
-    return b"".join((b"\x78\x01", *(body for body, _, _ in parts), struct.pack(">I", adler)))
+    return [b"\x78\x01", *(body for body, _, _ in parts), struct.pack(">I", adler)]
 
 
 def piece_count(length: int) -> int:
@@ -198,10 +241,12 @@ def piece_count(length: int) -> int:
     return min(_MAX_PIECES, max(1, length // _PIECE_BYTES))
 
 
-def _deflate_piece(strip: Strip, last: bool) -> tuple[bytes, int, int]:
+def _deflate_piece(strip: Strip, last: bool, started: threading.Lock | None = None) -> Piece:
     """Raw deflate of one strip, ending the stream if ``last``, else on a byte boundary; with
-    the strip's Adler-32 and length."""
+    the strip's Adler-32 and length. Releases ``started`` first, when given."""
     assert _fast_deflate is not None
+    if started is not None:
+        started.release()
     deflater = _fast_deflate.compressobj(ISAL_LEVEL, _fast_deflate.DEFLATED, -15)
     flush = _fast_deflate.Z_FINISH if last else _fast_deflate.Z_SYNC_FLUSH
     bodies = [deflater.compress(part) for part in strip]
@@ -231,11 +276,12 @@ def write_png(image: Image.Image, deflate: Callable[[bytes], bytes]) -> bytes:
 
     ``deflate`` turns the filtered rows into a zlib stream (header, data, Adler-32).
     """
-    return _png(image, lambda image, line: deflate(_filtered_rows(image, line)))
+    return _png(image, lambda image, line: [deflate(_filtered_rows(image, line))])
 
 
-def _png(image: Image.Image, idat: Callable[[Image.Image, int], bytes]) -> bytes:
-    """The PNG of ``image``, ``idat`` making the zlib stream of its rows of ``line`` bytes."""
+def _png(image: Image.Image, idat: Callable[[Image.Image, int], list[bytes]]) -> bytes:
+    """The PNG of ``image``, ``idat`` making the zlib stream of its rows of ``line`` bytes (in
+    parts, which the file joins once)."""
     colour_type, channels = (3, 1) if image.mode == "P" else _COLOUR_TYPES[image.mode]
     width, height = image.size
     image.load()
@@ -251,7 +297,7 @@ def _png(image: Image.Image, idat: Callable[[Image.Image, int], bytes]) -> bytes
             _SIGNATURE,
             _chunk(b"IHDR", ihdr),
             palette,
-            _chunk(b"IDAT", idat(image, width * channels + 1)),
+            *_chunk_parts(b"IDAT", idat(image, width * channels + 1)),
             _chunk(b"IEND", b""),
         )
     )
@@ -322,8 +368,16 @@ def _up_difference(packed: bytes, line: int, rows: int) -> memoryview:
 
 
 def _chunk(tag: bytes, data: bytes) -> bytes:
-    crc = zlib.crc32(data, zlib.crc32(tag))
-    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", crc)
+    return b"".join(_chunk_parts(tag, [data]))
+
+
+def _chunk_parts(tag: bytes, data: list[bytes]) -> list[bytes]:
+    """A PNG chunk whose data is ``data`` end to end, in parts (none of them copied)."""
+    crc = zlib.crc32(tag)
+    for part in data:
+        crc = zlib.crc32(part, crc)
+    length = sum(len(part) for part in data)
+    return [struct.pack(">I", length) + tag, *data, struct.pack(">I", crc)]
 
 
 def _png_ready(image: Image.Image) -> Image.Image:

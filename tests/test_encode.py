@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -218,9 +219,8 @@ def test_unknown_format_is_refused() -> None:
         enc.encode(Image.new("RGB", (2, 2)), "gif")
 
 
-def test_deflate_runs_on_its_own_threads_never_the_callers(monkeypatch: pytest.MonkeyPatch) -> None:
-    # ISA-L leaves vector state behind that slows later SSE code on the same thread: the render
-    # threads must never run it themselves.
+def _record_deflate_threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Names of the threads ISA-L's deflate runs on, in order, from now on."""
     real = enc._fast_deflate
     assert real is not None
     seen: list[str] = []
@@ -235,15 +235,100 @@ def test_deflate_runs_on_its_own_threads_never_the_callers(monkeypatch: pytest.M
 
         @staticmethod
         def adler32(data: bytes, value: int = 1) -> int:
-            seen.append(threading.current_thread().name)
             return int(real.adler32(data, value))
 
     monkeypatch.setattr(enc, "_fast_deflate", Recording)
-    image = Image.effect_noise((64, 32), 40).convert("RGB")
-    body = enc.encode(image, "png")
-    assert decode(body).tobytes() == image.tobytes()
-    assert seen and all(name.startswith("ogshot-deflate") for name in seen)
-    assert threading.current_thread().name not in seen
+    return seen
+
+
+def test_deflate_stays_off_the_callers_thread_where_vector_state_leaks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # ISA-L leaves AVX-512 state behind that slows later SSE code on the same thread: on such
+    # CPUs the render threads must never run it themselves, whatever the size of the image.
+    monkeypatch.setattr(enc, "_DEFLATE_ON_CALLER", False)
+    monkeypatch.setattr(enc, "_PIECE_BYTES", 8 * 1024)
+    seen = _record_deflate_threads(monkeypatch)
+    for image in (Image.effect_noise((64, 32), 40).convert("RGB"), _photo("RGB", 3)):
+        seen.clear()
+        body = enc.encode(image, "png")
+        assert decode(body).tobytes() == image.tobytes()
+        assert seen and all(name.startswith("ogshot-deflate") for name in seen)
+        assert threading.current_thread().name not in seen
+
+
+def test_same_bytes_whichever_thread_deflates_each_piece(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Where deflate may run on the caller, the caller deflates the pieces while they are quick
+    # and hands the ones after a slow piece to the threads (keeping the last): the bytes are
+    # the same in every case.
+    monkeypatch.setattr(enc, "_PIECE_BYTES", 32 * 1024)
+    image = _photo("RGB", 4)
+    assert enc.piece_count(image.height * (1 + image.width * 3)) == enc._MAX_PIECES
+    seen = _record_deflate_threads(monkeypatch)
+    me = threading.current_thread().name
+    bodies, threads = {}, {}
+    for where, slow in (("threads", 1.0), ("caller", 1.0), ("shared", 0.0)):
+        monkeypatch.setattr(enc, "_DEFLATE_ON_CALLER", where != "threads")
+        monkeypatch.setattr(enc, "_SLOW_PIECE", slow)
+        seen.clear()
+        bodies[where] = enc.fast_png(image)
+        threads[where] = ["caller" if name == me else "thread" for name in seen]
+    assert bodies["threads"] == bodies["caller"] == bodies["shared"]
+    assert decode(bodies["caller"]).tobytes() == image.tobytes()
+    assert threads["threads"] == ["thread"] * 4
+    assert threads["caller"] == ["caller"] * 4
+    assert threads["shared"] == ["caller", "thread", "thread", "caller"]
+
+
+def test_a_deflate_thread_takes_each_strip_before_the_next_is_filtered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Filtering holds the GIL, and a thread that cannot take it for a moment would start its
+    # piece only once every strip is filtered: the pieces would not overlap the filtering.
+    monkeypatch.setattr(enc, "_DEFLATE_ON_CALLER", False)
+    monkeypatch.setattr(enc, "_PIECE_BYTES", 32 * 1024)
+    monkeypatch.setattr(enc, "_HANDOFF_WAIT", 30.0)  # no timing in the test: wait for the thread
+    events: list[str] = []
+    real_strips, real = enc._filtered_strips, enc._fast_deflate
+    assert real is not None
+
+    def strips(image: Image.Image, line: int, pieces: int) -> Iterator[enc.Strip]:
+        for strip in real_strips(image, line, pieces):
+            events.append("filtered")
+            yield strip
+
+    class Recording:
+        DEFLATED, Z_FINISH, Z_SYNC_FLUSH = real.DEFLATED, real.Z_FINISH, real.Z_SYNC_FLUSH
+        adler32 = staticmethod(real.adler32)
+
+        @staticmethod
+        def compressobj(*args: int) -> Any:
+            events.append("deflating")
+            return real.compressobj(*args)
+
+    monkeypatch.setattr(enc, "_filtered_strips", strips)
+    monkeypatch.setattr(enc, "_fast_deflate", Recording)
+    image = _photo("RGB", 6)
+    assert decode(enc.fast_png(image)).tobytes() == image.tobytes()
+    assert events == ["filtered", "deflating"] * enc._MAX_PIECES
+
+
+@pytest.mark.parametrize(
+    ("cpuinfo", "leaks"),
+    [
+        ("processor\t: 0\nflags\t\t: fpu sse2 avx avx2 bmi2\n", False),
+        ("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n", True),
+        ("processor\t: 0\nFeatures\t: fp asimd crc32\n", True),  # no x86 flags: assume it
+        (None, True),  # unreadable: assume it
+    ],
+)
+def test_deflate_leaves_the_caller_only_on_cpus_known_to_lack_avx512(
+    tmp_path: Path, cpuinfo: str | None, leaks: bool
+) -> None:
+    path = tmp_path / "cpuinfo"
+    if cpuinfo is not None:
+        path.write_text(cpuinfo)
+    assert enc._vector_state_leaks(str(path)) is leaks
 
 
 def _encode_in_child(queue: Any) -> None:
