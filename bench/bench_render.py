@@ -167,6 +167,13 @@ def other_formats(registry: LayoutRegistry, fonts: FontSet, n: int) -> dict[str,
     return out
 
 
+def title_png(registry: LayoutRegistry, fonts: FontSet, n: int) -> dict[str, Any]:
+    """The lossless PNG writer alone on the default layout's title card: time and size."""
+    image = render_card(Card(title=TITLE, subtitle=SUBTITLE, site=SITE), registry.get("default"),
+                        fonts)
+    return summary(timings(lambda: enc.fast_png(image), n)) | {"bytes": len(enc.fast_png(image))}
+
+
 def figures(n: int = 30) -> dict[str, Any]:
     tune_allocator()  # as the service does
     registry = LayoutRegistry.load(builtin_dir())
@@ -174,6 +181,7 @@ def figures(n: int = 30) -> dict[str, Any]:
     return {
         "encoder": enc.ENCODER_VERSION,
         "layouts": per_layout(registry, fonts, n),
+        "title_png": title_png(registry, fonts, max(n, 100)),
         "vs_pillow": against_pillow(registry, fonts, n),
         "capture_lru": capture_lru(registry, fonts, n),
         "formats": other_formats(registry, fonts, n),
@@ -202,6 +210,7 @@ def table(fig: dict[str, Any], first: list[tuple[str, dict[str, Any]]] | None = 
     for name, per in fig["layouts"].items():
         row(f"`{name}` title card, render + PNG", per["title"])
         row(f"`{name}` screenshot card, render + PNG", per["screenshot"])
+    row("`default` title card, PNG encode only", fig["title_png"])
     vp = fig["vs_pillow"]
     row("screenshot card, render + ogshot PNG", vp["ogshot"])
     row("screenshot card, render + Pillow default PNG", vp["pillow_default"])

@@ -2,9 +2,10 @@
 
 PNG is the default format and its cost is almost all deflate. Pillow's encoder pairs zlib with a
 per-row adaptive filter; at its default level a 1200×630 card with a photograph in it takes well
-over 100 ms. Here the PNG is written by hand instead: every row gets the ``Up`` filter (computed
-in one pass with Pillow's own C code), and the rows go through ISA-L's deflate (``isal``), which
-is roughly ten times faster than zlib for a similar size. Measured on real cards, ``Up`` gives
+over 100 ms. Here the PNG is written by hand instead: every row but the first gets the ``Up``
+filter (three passes of Pillow's own C code per strip of rows, see :func:`_filtered_strips`),
+and the rows go through ISA-L's deflate (``isal``), which is roughly ten times faster than zlib
+for a similar size. Measured on real cards, ``Up`` gives
 the best size for the time: ``None`` is a third larger on photographs, ``Sub`` and ``Average``
 land within a few percent of ``Up``, and ``Paeth`` or a per-row choice cost more than the whole
 deflate for 0-3 % less. When ``isal`` cannot be imported, Pillow's encoder does the work.
@@ -24,8 +25,8 @@ smaller still for whoever can take it.
 ``ENCODER_VERSION`` goes into cache keys: a change of encoder settings changes bytes.
 
 The bytes are a function of the image alone: how the rows are cut into deflate pieces follows
-their size, never the number of CPUs or threads, so every replica makes the same bytes (and the
-same ETag) for the same card.
+their size, never the number of CPUs or threads nor which thread deflates a piece, so every
+replica makes the same bytes (and the same ETag) for the same card.
 """
 
 from __future__ import annotations
