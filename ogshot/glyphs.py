@@ -5,7 +5,8 @@ measured it while fitting), and each glyph it yields is placed from a coverage m
 glyph's outline rasterised by HarfBuzz's own rasteriser at the run's size, at a quarter-pixel
 phase of where it lands. Masks are kept in a bounded least-recently-used table, so a card
 pays for the outlines of the glyphs it is the first to use, and otherwise only for placing
-them: one paste each, in C.
+them: one blend of the text's colour through each glyph's mask, over that glyph's box alone
+(:func:`lay`), in C.
 
 Pillow's text drawing instead shapes the run again (building a HarfBuzz font afresh for every
 call) and rasterises every glyph of it, twice, on every card.
@@ -25,6 +26,7 @@ from typing import Any
 
 import uharfbuzz as hb
 from PIL import Image
+from PIL import _imaging as core_images
 
 #: Steps per pixel at which a glyph may be placed, across and down: a glyph lands within an
 #: eighth of a pixel of where HarfBuzz put it.
@@ -175,6 +177,36 @@ def _cost(mask: _Mask) -> int:
     if mask is None:
         return _OVERHEAD
     return mask[1] * mask[2] + _OVERHEAD
+
+
+def lay(
+    canvas: Image.Image,
+    colour: tuple[int, ...],
+    placed: Sequence[Placed],
+    at: tuple[int, int],
+    size: tuple[int, int],
+) -> None:
+    """Lay the glyphs on ``canvas`` in ``colour``, each through its own mask: only the pixels
+    under a glyph's box are blended. Boxes are relative to ``at`` and clipped to ``size`` there.
+
+    Overlapping glyphs blend in turn, which is the same as one blend through their masks
+    combined (to a level of rounding).
+    """
+    core = canvas.im
+    fill = core_images.fill  # a plain image of the colour, as Image.new makes
+    mode = canvas.mode
+    ox, oy = at
+    width, height = size
+    for mask, (x0, y0, x1, y1) in placed:
+        if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
+            cx0, cy0, cx1, cy1 = max(0, x0), max(0, y0), min(width, x1), min(height, y1)
+            if cx1 <= cx0 or cy1 <= cy0:
+                continue
+            mask = mask.crop((cx0 - x0, cy0 - y0, cx1 - x0, cy1 - y0))
+            x0, y0, x1, y1 = cx0, cy0, cx1, cy1
+        core.paste(
+            fill(mode, (x1 - x0, y1 - y0), colour), (x0 + ox, y0 + oy, x1 + ox, y1 + oy), mask
+        )
 
 
 def paste(target: Image.Image, placed: Sequence[Placed]) -> None:

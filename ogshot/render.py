@@ -8,9 +8,9 @@ placeholder), cached per layout, theme and accent; the capture and its scrim; th
 Before a box is drawn the pixels under its lines are measured, and the text colour and, when
 needed, a local scrim are chosen so that every pixel behind the text keeps a WCAG contrast of at
 least 4.5:1.
-Text is drawn through a mask the size of its box, so no glyph can leave it. Glyphs come from
-HarfBuzz's shaping of each run and masks rasterised once (:mod:`.glyphs`); colour emoji, and text
-on a Pillow without RAQM, are drawn by Pillow.
+Text is clipped to its box, so no glyph can leave it. Glyphs come from HarfBuzz's shaping of
+each run and masks rasterised once (:mod:`.glyphs`), blended glyph by glyph; colour emoji, and
+text on a Pillow without RAQM, are drawn by Pillow (through a mask the size of the box).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from .layouts import Layout, Palette, TextBox
 from .plate import groups, lay_plate, plate_for
 from .text import Fitted, fit
 
-RENDERER_VERSION = "11"
+RENDERER_VERSION = "12"
 
 
 def resolve_theme(card: Card, layout: Layout, capture: Image.Image | None) -> ThemeName:
@@ -141,8 +141,11 @@ def _draw_box(
 ) -> None:
     """Draw the lines through a mask the size of the box: nothing can land outside it."""
     bx, by, bw, bh = spec.box
-    mask = Image.new("L", (bw, bh), 0)
+    # Runs drawn from kept glyph masks are laid glyph by glyph; what Pillow draws (the rare
+    # run it must) goes through a mask the size of the box.
+    mask: Image.Image | None = None
     draw: ImageDraw.ImageDraw | None = None
+    laid: list[glyphs.Placed] = []
     colour_layer: list[tuple[Image.Image, int, int]] = []
     region = _region_cjk(fitted)
     for line, (left, baseline, _) in zip(fitted.lines, rows, strict=True):
@@ -159,9 +162,12 @@ def _draw_box(
                 run.font, spec.weight, region, fitted.size, run.text, run.rtl, cx, baseline - by
             )
             if placed is not None:
-                glyphs.paste(mask, placed)
+                laid.extend(placed)
             else:
-                draw = draw or ImageDraw.Draw(mask)
+                if mask is None:
+                    mask = Image.new("L", (bw, bh), 0)
+                    draw = ImageDraw.Draw(mask)
+                assert draw is not None
                 font = fonts.font(run.font, spec.weight, fitted.size, region)
                 draw.text(
                     (cx, baseline - by),
@@ -172,7 +178,9 @@ def _draw_box(
                     direction=("rtl" if run.rtl else "ltr") if fonts.shapes else None,
                 )
             cx += run.width
-    paint(canvas, colour, (bx, by), mask)
+    glyphs.lay(canvas, colour, laid, (bx, by), (bw, bh))
+    if mask is not None:
+        paint(canvas, colour, (bx, by), mask)
     for image, ex, ey in colour_layer:
         # Clip the bitmap to the box before compositing.
         left, top = max(0, ex), max(0, ey)

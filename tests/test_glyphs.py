@@ -9,6 +9,7 @@ from PIL import Image, ImageChops, ImageDraw
 
 from ogshot import glyphs
 from ogshot.card import Card
+from ogshot.contrast import paint
 from ogshot.fonts import CJK, EMOJI, FontSet, Weight, cjk_region
 from ogshot.glyphs import GlyphMasks
 from ogshot.layouts import LayoutRegistry
@@ -159,3 +160,31 @@ def test_threads_share_the_glyph_table_and_draw_what_one_thread_draws(
     assert not failures
     assert len(results) == 8 and all(r == alone for r in results)
     assert shared.masks.kept_bytes <= 300_000
+
+
+def test_glyphs_laid_in_colour_are_one_blend_through_their_combined_mask(fonts: FontSet) -> None:
+    # Arabic: joined letters overlap, and marks sit on letters.
+    placed = fonts.glyphs("NotoSansArabic", "bold", "sc", 61, "تغيّر الذي سريعة", True, 10.4, 80)
+    assert placed is not None
+    backdrop = Image.linear_gradient("L").resize((600, 120)).convert("RGB")
+    mask = Image.new("L", (600, 120))
+    glyphs.paste(mask, placed)
+    expected = backdrop.copy()
+    paint(expected, (250, 240, 10), (0, 0), mask)
+    laid = backdrop.copy()
+    glyphs.lay(laid, (250, 240, 10), placed, (0, 0), (600, 120))
+    diff = ImageChops.difference(laid, expected)
+    assert max(hi for _, hi in diff.getextrema()) <= 1  # rounding of the blends in turn
+    assert laid.tobytes() != backdrop.tobytes()
+
+
+def test_glyphs_laid_in_colour_never_leave_their_box(fonts: FontSet) -> None:
+    # A run starting left of the box, on a baseline that puts its top above it.
+    placed = fonts.glyphs("Inter", "bold", "sc", 80, "Clipped glyphs", False, -30.0, 50)
+    assert placed is not None
+    canvas = Image.new("RGB", (700, 200), (0, 0, 0))
+    glyphs.lay(canvas, (255, 255, 255), placed, (100, 50), (400, 60))
+    assert canvas.getbbox() == (100, 50, 500, 110)
+    # The glyphs run past every edge of the box: clipped, not shifted.
+    inside = canvas.crop((100, 50, 500, 110)).convert("L")
+    assert inside.getbbox() == (0, 0, 400, 60)
