@@ -352,3 +352,19 @@ def test_a_title_that_needs_two_lines_keeps_its_size(fonts: FontSet) -> None:
     box = dict(width=1040, height=300, max_size=88, min_size=40, max_lines=3, line_height=1.1)
     fitted = fit("Ship social cards before lunch", fonts=fonts, weight="bold", **box)  # type: ignore[arg-type]
     assert len(fitted.lines) == 2 and fitted.size == 88
+
+
+def test_a_fitted_text_comes_back_from_memory_and_the_memory_is_bounded() -> None:
+    from ogshot.text import fitting
+
+    fonts = FontSet.from_dirs([])
+    first = run_fit(fonts, "A site's own tagline")
+    assert run_fit(fonts, "A site's own tagline") is first
+    assert run_fit(fonts, "A site's own tagline", width=600) is not first
+    # What memory answers is what fitting gives in a font set that never saw the text.
+    assert first == run_fit(FontSet.from_dirs([]), "A site's own tagline")
+    long = "word " * 60
+    assert run_fit(fonts, long) is not run_fit(fonts, long)  # too long to keep
+    for i in range(fitting._KEPT + 50):
+        run_fit(fonts, f"title {i}")
+        assert len(fitting._kept[fonts]) <= fitting._KEPT

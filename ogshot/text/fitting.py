@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import threading
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -107,6 +109,16 @@ def _one_line(
     return found if found is not None else best
 
 
+#: Fitted texts kept per font set (then forgotten all at once), and the longest text kept: a
+#: site's label and tagline come back on every one of its cards.
+_KEPT = 1024
+_KEPT_TEXT = 256
+_kept: weakref.WeakKeyDictionary[FontSet, dict[tuple[object, ...], Fitted]] = (
+    weakref.WeakKeyDictionary()
+)
+_kept_lock = threading.Lock()
+
+
 def fit(
     text: str,
     *,
@@ -119,7 +131,47 @@ def fit(
     max_lines: int,
     line_height: float,
 ) -> Fitted:
-    """The largest size in ``[min_size, max_size]`` at which ``text`` fits; else cut at min_size."""
+    """The largest size in ``[min_size, max_size]`` at which ``text`` fits; else cut at min_size.
+
+    Fitting is pure: a text fitted once in a font set is answered from memory the next time.
+    """
+    key = (text, weight, width, height, max_size, min_size, max_lines, line_height)
+    kept = _kept.get(fonts)
+    found = kept.get(key) if kept is not None else None
+    if found is not None:
+        return found
+    found = _fit(
+        text,
+        fonts=fonts,
+        weight=weight,
+        width=width,
+        height=height,
+        max_size=max_size,
+        min_size=min_size,
+        max_lines=max_lines,
+        line_height=line_height,
+    )
+    if len(text) <= _KEPT_TEXT:
+        with _kept_lock:
+            kept = _kept.setdefault(fonts, {})
+            if len(kept) >= _KEPT:
+                kept.clear()
+            kept[key] = found
+    return found
+
+
+def _fit(
+    text: str,
+    *,
+    fonts: FontSet,
+    weight: Weight,
+    width: int,
+    height: int,
+    max_size: int,
+    min_size: int,
+    max_lines: int,
+    line_height: float,
+) -> Fitted:
     text = normalise(text)
     if not text:
         return Fitted(max_size, (), round(max_size * line_height), 0, 0, False, False)

@@ -32,7 +32,6 @@ class Line:
     width: float
 
 
-
 class Setter:
     """Measures and lays out one text in one weight of a font set.
 
@@ -52,6 +51,7 @@ class Setter:
         self._widths: dict[tuple[int, int, int], float] = {}
         self._inks: dict[tuple[int, int], tuple[float, float]] = {}
         self._plain: dict[tuple[str, int], float] = {}
+        self._units: dict[tuple[int, int, int], tuple[int, float, float]] = {}
 
     def _pick_all(self, parts: tuple[str, ...]) -> list[str]:
         """A family per cluster; spaces and punctuation stay in the font of the run before."""
@@ -90,6 +90,18 @@ class Setter:
             )
             if len(self._widths) < 50_000:
                 self._widths[key] = found
+        return found
+
+    def _unit(self, i: int, j: int, size: int) -> tuple[int, float, float]:
+        """For the span ``i:j`` at ``size``: where it ends without its trailing spaces, its width
+        without them, and theirs. Wrapping asks this of every unit at every size it tries."""
+        key = (i, j, size)
+        found = self._units.get(key)
+        if found is None:
+            t = self._trim(i, j)
+            found = (t, self.width(i, t, size), self._spaces(i, j, size))
+            if len(self._units) < 50_000:
+                self._units[key] = found
         return found
 
     def _spaces(self, i: int, j: int, size: int) -> float:
@@ -209,32 +221,33 @@ class Setter:
         # kerning across units, so near the limit the line is shaped whole to decide.
         running = 0.0
         for i, j in units:
+            t, w, spaces = self._unit(i, j, size)
             if begin is not None:
-                estimate = running + self.width(i, self._trim(i, j), size)
+                estimate = running + w
                 fits = estimate <= width * 0.97 or (
                     estimate <= width * 1.03
-                    and self.width(begin, self._trim(begin, j), size) <= width
+                    and self.width(begin, t if t > i else self._trim(begin, j), size) <= width
                 )
                 if fits:
-                    running = estimate + self._spaces(i, j, size)
+                    running = estimate + spaces
                     end = j
                     continue
                 lines.append((begin, self._trim(begin, end)))
                 begin = None
                 if len(lines) >= limit:
                     return lines, True, broke
-            if self.width(i, self._trim(i, j), size) <= width:
+            if w <= width:
                 begin, end = i, j
-                running = self.width(i, self._trim(i, j), size) + self._spaces(i, j, size)
+                running = w + spaces
                 continue
             broke = True
-            *full, last = self.split(i, self._trim(i, j), width, size, limit - len(lines))
+            *full, last = self.split(i, t, width, size, limit - len(lines))
             for piece in full:
                 lines.append(piece)
                 if len(lines) >= limit:
                     return lines, True, broke
             begin, end = last[0], j
-            running = self.width(last[0], last[1], size) + self._spaces(i, j, size)
+            running = self.width(last[0], last[1], size) + spaces
         if begin is not None and self._trim(begin, end) > begin:
             lines.append((begin, self._trim(begin, end)))
         left = bool(lines) and lines[-1][1] < self._trim(0, len(self.parts))
