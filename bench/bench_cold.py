@@ -212,6 +212,8 @@ def rows(fig: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 #: Target: the cold request's time above the in-process render.
 OVERHEAD_TARGET_MS = 1.0
+#: Target: @vercel/og's time over ogshot's for the same card, in process and over HTTP.
+RATIO_TARGET = 5.0
 
 
 def main() -> None:
@@ -233,6 +235,15 @@ def main() -> None:
             f"{fig['ratio_in_process']:.2f}x in process "
             f"(@vercel/og's own HTTP overhead {fig['vercel_og_overhead_ms']:.2f} ms)"
         )
+        for what, key in (
+            ("title card in process", "ratio_in_process"),
+            ("cold title card over HTTP", "ratio_http"),
+        ):
+            verdict = "PASS" if fig[key] >= RATIO_TARGET else "FAIL"
+            print(
+                f"{what}, @vercel/og time / ogshot time: {fig[key]:.2f}x "
+                f"(target >= {RATIO_TARGET:g}x: {verdict})"
+            )
     else:
         print(f"@vercel/og skipped: {fig['vercel_og']['skipped']}")
     print(json.dumps(fig))
