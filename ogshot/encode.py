@@ -16,11 +16,17 @@ stays fast and the rare heavy case stays as small as a lossless format allows.
 
 A PNG card over :data:`CARD_BYTE_BUDGET` (300 KB: WhatsApp shows no thumbnail past about that,
 and a capture card with a photograph in it is often 300-900 KB lossless) is written as a palette
-PNG instead: 256 colours (Pillow's octree quantiser: 40 ms, deterministic), fewer if that is
-still over. Measured by ``bench/bench_capture_size.py`` on 21 capture cards: lossless 339 KB
-median, 894 KB at most, 12 over budget; palette 198 KB median, SSIM against lossless 0.90 at
-worst (raw sensor grain), text edges intact. ``format=jpeg`` (88 KB median, SSIM 0.975) is
-smaller still for whoever can take it.
+PNG instead: 256 colours chosen by Pillow's octree quantiser on a sixteenth of the pixels, every
+pixel then mapped to its nearest colour (deterministic), fewer colours if that is still over.
+Measured by ``bench/bench_capture_size.py`` on 24 capture cards: lossless 325 KB median, 887 KB
+at most, 13 over budget; as sent, all within budget (291 KB at most), SSIM of a palette card
+against its lossless self 0.93 at worst (a page of pure noise), text edges intact. Octree
+quantising of the whole card took longer and scored 0.90. ``format=jpeg`` (89 KB median, SSIM
+0.975) is smaller still for whoever can take it.
+
+Whether a card is over its budget is predicted first, from a sample of its rows
+(:func:`predicted_fit`): one clearly over goes straight to the palette, so the lossless PNG that
+would be thrown away is never written; one near the budget is written lossless and measured.
 
 ``ENCODER_VERSION`` goes into cache keys: a change of encoder settings changes bytes.
 
@@ -41,6 +47,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import ModuleType
+from typing import Literal
 
 from PIL import Image, ImageChops
 
@@ -55,7 +62,8 @@ except ImportError:  # pragma: no cover - exercised by monkeypatching in the tes
 #: 3: deflate pieces fixed by the data's size, not the CPU count.
 #: 4: a palette PNG when a PNG card is over its byte budget.
 #: 5: deflate pieces cut between rows (each a strip filtered and deflated in turn).
-ENCODER_VERSION = "5"
+#: 6: the palette chosen on a sample, each pixel mapped to its nearest colour.
+ENCODER_VERSION = "6"
 
 #: Quality for lossy formats: high enough that title text keeps crisp edges.
 JPEG_QUALITY = 88
@@ -72,6 +80,15 @@ PNG_SIZE_BUDGET = 600 * 1024
 CARD_BYTE_BUDGET = 300 * 1024
 #: Palette sizes tried in turn until the card fits its budget.
 PALETTE_STEPS = (256, 128, 64)
+#: The palette is chosen on every this-many-th pixel of every this-many-th row.
+PALETTE_SAMPLE = 4
+#: Rows sampled to predict a lossless PNG's size: every this-many-th row, first coarsely (a
+#: card predicted under ``COARSE_UNDER`` of its budget is written lossless at once), then
+#: finely (a card predicted over ``CLEARLY_OVER`` times its budget goes to the palette).
+COARSE_EVERY = 30
+COARSE_UNDER = 0.6
+FINE_EVERY = 6
+CLEARLY_OVER = 1.25
 #: Pillow's level when ``isal`` is missing: level 1 is three times faster than the default 6.
 PILLOW_PNG_LEVEL = 1
 
@@ -106,9 +123,13 @@ def encode_png(image: Image.Image, budget: int | None = None) -> bytes:
     """A lossless PNG of ``image``: the fast writer when ``isal`` is there, else Pillow's.
 
     With a ``budget``, an RGB image whose lossless PNG is larger comes back as a palette PNG of
-    as many colours as fit (the smallest tried, when none does).
+    as many colours as fit (the smallest tried, when none does). One whose lossless PNG is
+    predicted well over the budget (:func:`predicted_fit`) goes to the palette without writing
+    the lossless PNG first; any other is written lossless and measured.
     """
     image = _png_ready(image)
+    if budget is not None and image.mode == "RGB" and predicted_fit(image, budget) == "over":
+        return palette_png(image, budget)
     if _fast_deflate is None:
         body = _pillow_png(image, PILLOW_PNG_LEVEL)
     else:
@@ -125,14 +146,80 @@ def encode_png(image: Image.Image, budget: int | None = None) -> bytes:
 
 
 def palette_png(image: Image.Image, budget: int) -> bytes:
-    """``image`` quantised to each of :data:`PALETTE_STEPS` colours until its PNG fits."""
+    """``image`` quantised to each of :data:`PALETTE_STEPS` colours until its PNG fits.
+
+    The palette is chosen on a sample of the image (every :data:`PALETTE_SAMPLE`-th pixel of
+    every :data:`PALETTE_SAMPLE`-th row: a sixteenth of the pixels), then every pixel takes the
+    nearest colour of it. Octree quantising of the whole image takes longer and, mapping each
+    pixel to its tree bucket's colour rather than the nearest one, scores a lower SSIM.
+    """
+    width, height = image.size
+    sample = image.resize(
+        (max(1, width // PALETTE_SAMPLE), max(1, height // PALETTE_SAMPLE)),
+        Image.Resampling.NEAREST,
+    )
     body = b""
     for colours in PALETTE_STEPS:
-        quantised = image.quantize(colours, method=Image.Quantize.FASTOCTREE)
+        palette = sample.quantize(colours, method=Image.Quantize.FASTOCTREE)
+        quantised = image.quantize(palette=palette, dither=Image.Dither.NONE)
         body = fast_png(quantised) if _fast_deflate else _pillow_png(quantised, 6)
         if len(body) <= budget:
             break
     return body
+
+
+def predicted_fit(image: Image.Image, budget: int) -> Literal["under", "near", "over"]:
+    """Where ``image``'s lossless PNG is predicted against ``budget``: well under, near, or
+    well over it (RGB; always ``near`` without ``isal``).
+
+    Two looks, both cheap: a coarse one (every :data:`COARSE_EVERY`-th row) says ``under`` below
+    :data:`COARSE_UNDER` of the budget, which lets every title card through at once; a finer
+    one (every :data:`FINE_EVERY`-th row) says ``over`` only above :data:`CLEARLY_OVER` times the
+    budget. Only ``over`` skips the lossless PNG: anything else is written lossless and
+    measured, so a wrong ``under`` costs time and never bytes. A wrong ``over`` would send a
+    card that fits as a palette PNG; the margin keeps that from happening
+    (``bench/bench_capture_size.py`` counts it on its cards).
+    """
+    if _fast_deflate is None:
+        return "near"
+    if predicted_png_size(image, COARSE_EVERY) < budget * COARSE_UNDER:
+        return "under"
+    if predicted_png_size(image, FINE_EVERY) > budget * CLEARLY_OVER:
+        return "over"
+    return "near"
+
+
+def predicted_png_size(image: Image.Image, every: int) -> int:
+    """About what :func:`fast_png` makes of ``image`` (RGB), from every ``every``-th row.
+
+    Each sampled row is ``Up``-filtered against the row really above it, the sample is
+    deflated as the writer deflates, and the size scaled to the image's height. Single rows,
+    spread over the whole image, follow a card's mix of flat areas, text and photograph far
+    more closely than a few bands of rows do (measured on the capture cards of
+    ``bench/bench_capture_size.py``). A pure function of the pixels: every replica predicts
+    the same. Needs ``isal``.
+    """
+    width, height = image.size
+    rows = (height - 1) // every
+    if rows < 1:
+        return len(fast_png(image))
+    span = rows * every
+    nearest = Image.Resampling.NEAREST
+    sampled = image.resize((width, rows), nearest, box=(0, 1, width, 1 + span))
+    above = image.resize((width, rows), nearest, box=(0, 0, width, span))
+    residual = ImageChops.subtract_modulo(sampled, above).tobytes()
+    return _deflated_size(residual) * height // rows
+
+
+def _deflated_size(data: bytes) -> int:
+    """The size of ``data`` deflated as the writer deflates, on the deflate threads."""
+    return _DEFLATE_THREADS.submit(_raw_deflated_size, data).result()
+
+
+def _raw_deflated_size(data: bytes) -> int:
+    assert _fast_deflate is not None
+    deflater = _fast_deflate.compressobj(ISAL_LEVEL, _fast_deflate.DEFLATED, -15)
+    return len(deflater.compress(data)) + len(deflater.flush(_fast_deflate.Z_FINISH))
 
 
 def fast_png(image: Image.Image) -> bytes:

@@ -18,9 +18,10 @@ from ogshot.samples import CAPTURES
 from .conftest import decode
 from .imagecompare import ssim
 
-#: The least SSIM a palette card keeps against its lossless self (measured: 0.8965 at worst,
-#: on raw sensor grain; 0.95 and up on ordinary pages).
-PALETTE_SSIM = 0.88
+#: The least SSIM a palette card keeps against its lossless self (measured: 0.933 at worst, on
+#: the noisy sample page; 0.95 and up on ordinary pages. Octree quantising of the whole card,
+#: before the palette was chosen on a sample, scored 0.90).
+PALETTE_SSIM = 0.92
 
 
 @cache
@@ -96,3 +97,40 @@ def test_title_cards_stay_lossless(layouts: LayoutRegistry, fonts: FontSet) -> N
         Card(title="Lossless title", subtitle="and sharp"), layouts.get("default"), fonts
     )
     assert decode(enc.encode(image, "png")).convert("RGB").tobytes() == image.tobytes()
+
+
+def _title_cards(layouts: LayoutRegistry, fonts: FontSet) -> list[tuple[str, Image.Image]]:
+    card = Card(title="Ship social cards that load before the crawler gives up", site="x.org")
+    return [(f"{layout.name}/title", render_card(card, layout, fonts)) for layout in layouts]
+
+
+def test_no_card_that_fits_is_predicted_over_its_budget(
+    layouts: LayoutRegistry, fonts: FontSet
+) -> None:
+    # The shortcut to the palette skips the lossless PNG; it must only take cards that are
+    # over budget, and the prediction must follow the writer (a change of its filter or its
+    # deflate shows here first).
+    budget = enc.CARD_BYTE_BUDGET
+    judged = {"under": 0, "near": 0, "over": 0}
+    for name, image in _cards(layouts, fonts) + _title_cards(layouts, fonts):
+        exact = len(enc.fast_png(image))
+        route = enc.predicted_fit(image, budget)
+        judged[route] += 1
+        if route == "over":
+            assert exact > budget, (name, exact)
+        if route == "under":
+            assert exact < budget, (name, exact)
+        if exact > budget // 2:
+            predicted = enc.predicted_png_size(image, enc.FINE_EVERY)
+            assert 0.85 < predicted / exact < 1.15, (name, predicted, exact)
+    # Each road is taken: title cards go straight to lossless, heavy captures to the palette.
+    assert judged["under"] >= len(list(layouts)) and judged["over"] >= 3, judged
+
+
+def test_a_card_predicted_over_gets_the_bytes_measuring_would_give(
+    layouts: LayoutRegistry, fonts: FontSet
+) -> None:
+    image = render_card(Card(title="Photo"), layouts.get("default"), fonts, _captures()["photo"])
+    assert enc.predicted_fit(image, enc.CARD_BYTE_BUDGET) == "over"
+    assert len(enc.fast_png(image)) > enc.CARD_BYTE_BUDGET
+    assert enc.encode(image, "png") == enc.palette_png(image, enc.CARD_BYTE_BUDGET)
