@@ -74,6 +74,7 @@ def search_path(extra: Sequence[Path] = (), *, system: bool = True) -> tuple[Pat
     """Where fonts are looked for, in order: ``extra`` folders, the package's, the system's."""
     return (*extra, BUNDLED_DIR, *(SEARCH_DIRS if system else ()))
 
+
 _INTER: dict[Weight, str] = {
     "regular": "inter/Inter-Regular.otf",
     "medium": "inter/Inter-Medium.otf",
@@ -237,7 +238,8 @@ class FontSet:
         self._cache: dict[tuple[str, Weight, int], ImageFont.FreeTypeFont] = {}
         self._picks: dict[str, str] = {}
         self._lock = threading.Lock()
-        self._shapers: dict[tuple[Path, int], tuple[hb.Font, int]] = {}
+        self._shapers: dict[tuple[Path, int], tuple[hb.Font, int, int]] = {}
+        self._named: dict[tuple[str, Weight, str], tuple[hb.Font, int, int]] = {}
         #: Rasterised glyphs of this set's fonts, for :meth:`glyphs`.
         self.masks = GlyphMasks()
         self._advances: dict[tuple[str, Weight, str, bool, str], float] = {}
@@ -412,10 +414,10 @@ class FontSet:
         if name == EMOJI or not self.shapes:
             return None
         buf, upem = self._shaped(name, weight, region, text, rtl)
-        font = self._shaper(name, weight, region)[0]
+        font, _, number = self._shaper(name, weight, region)
         return self.masks.place(
             font,
-            self._face_key(name, weight, region),
+            number,
             upem,
             size,
             buf.glyph_infos,
@@ -428,7 +430,7 @@ class FontSet:
         self, name: str, weight: Weight, region: str, text: str, rtl: bool
     ) -> tuple[hb.Buffer, int]:
         """``text`` shaped by HarfBuzz in one font, and that font's units per em."""
-        shaper, upem = self._shaper(name, weight, region)
+        shaper, upem, _ = self._shaper(name, weight, region)
         buf = hb.Buffer()
         buf.add_str(text)
         buf.guess_segment_properties()
@@ -436,20 +438,21 @@ class FontSet:
         hb.shape(shaper, buf)
         return buf, upem
 
-    def _face_key(self, name: str, weight: Weight, region: str) -> tuple[Path, int]:
-        """The font file and face index that family ``name`` uses for ``weight``, ``region``."""
-        path = self._by_name[name].files[weight]
-        return path, (CJK_FACES.get(region, 0) if path.suffix == ".ttc" else 0)
-
-    def _shaper(self, name: str, weight: Weight, region: str) -> tuple[hb.Font, int]:
-        path, index = self._face_key(name, weight, region)
-        found = self._shapers.get((path, index))
+    def _shaper(self, name: str, weight: Weight, region: str) -> tuple[hb.Font, int, int]:
+        """HarfBuzz's font for family ``name`` in ``weight`` and ``region``, its units per em,
+        and a number for its file and face in this set: one font per file and face, shared."""
+        named = (name, weight, region)
+        found = self._named.get(named)
         if found is None:
+            path = self._by_name[name].files[weight]
+            index = CJK_FACES.get(region, 0) if path.suffix == ".ttc" else 0
             with self._lock:
                 found = self._shapers.get((path, index))
                 if found is None:
                     face = hb.Face(hb.Blob.from_file_path(str(path)), index)
-                    found = self._shapers[(path, index)] = (hb.Font(face), face.upem)
+                    found = (hb.Font(face), face.upem, len(self._shapers))
+                    self._shapers[(path, index)] = found
+                self._named[named] = found
         return found
 
     def covers(self, name: str, cluster: str) -> bool:

@@ -22,7 +22,7 @@ import math
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import uharfbuzz as hb
 from PIL import Image
@@ -48,6 +48,8 @@ Placed = tuple[Any, tuple[int, int, int, int]]
 _Mask = tuple[Any, int, int, int, int] | None
 _NO_OUTLINE: _Mask = (None, 0, 0, 0, 0)
 _Key = tuple[object, int, int, int, int]
+#: Not in the table (``None`` there means a glyph without ink).
+_ABSENT = object()
 
 
 class GlyphMasks:
@@ -92,46 +94,45 @@ class GlyphMasks:
         if not AVAILABLE:
             return None
         scale = size / upem
-        wanted: list[tuple[_Key, int, int]] = []
-        pen = x
-        for info, pos in zip(infos, positions, strict=True):
-            # Where the glyph's origin lands, as a whole pixel and a phase within it.
-            gx = pen + pos.x_offset * scale
-            ix = math.floor(gx)
-            qx = round((gx - ix) * PHASES)
-            gy = pos.y_offset * scale  # upward
-            iy = math.floor(gy)
-            qy = round((gy - iy) * PHASES)
-            if qx == PHASES:
-                ix, qx = ix + 1, 0
-            if qy == PHASES:
-                iy, qy = iy + 1, 0
-            wanted.append(((font_key, size, info.codepoint, qx, qy), ix, baseline - iy))
-            pen += pos.x_advance * scale
-        found: dict[_Key, _Mask] = {}
-        missing: list[_Key] = []
         kept = self._kept
+        entries: list[tuple[_Key, _Mask | object, int, int]] = []
+        missing = False
+        pen = x
         with self._lock:
-            for key, _, _ in wanted:
-                if key in found:
-                    continue
-                if key in kept:
-                    kept.move_to_end(key)
-                    found[key] = kept[key]
+            for info, pos in zip(infos, positions, strict=True):
+                # Where the glyph's origin lands, as a whole pixel and a phase within it.
+                gx = pen + pos.x_offset * scale
+                ix = math.floor(gx)
+                qx = round((gx - ix) * PHASES)
+                if qx == PHASES:
+                    ix, qx = ix + 1, 0
+                iy = qy = 0
+                if pos.y_offset:  # marks; upward
+                    gy = pos.y_offset * scale
+                    iy = math.floor(gy)
+                    qy = round((gy - iy) * PHASES)
+                    if qy == PHASES:
+                        iy, qy = iy + 1, 0
+                key = (font_key, size, info.codepoint, qx, qy)
+                mask = kept.get(key, _ABSENT)
+                if mask is _ABSENT:
+                    missing = True
                 else:
-                    missing.append(key)
+                    kept.move_to_end(key)
+                entries.append((key, mask, ix, baseline - iy))
+                pen += pos.x_advance * scale
         if missing:
-            made = {key: self._rasterise(font, scale, key) for key in dict.fromkeys(missing)}
+            wanted = dict.fromkeys(key for key, mask, _, _ in entries if mask is _ABSENT)
+            made = {key: self._rasterise(font, scale, key) for key in wanted}
             self._keep(made)
-            found.update(made)
+            entries = [(k, made[k] if m is _ABSENT else m, x0, y0) for k, m, x0, y0 in entries]
         out: list[Placed] = []
-        for key, left, top in wanted:
-            mask = found[key]
-            if mask is None:
+        for _, found, left, top in entries:
+            if found is None:
                 continue
-            if mask is _NO_OUTLINE:
+            if found is _NO_OUTLINE:
                 return None
-            core, w, h, dx, dy = mask
+            core, w, h, dx, dy = cast(tuple[Any, int, int, int, int], found)
             out.append((core, (left + dx, top + dy, left + dx + w, top + dy + h)))
         return out
 

@@ -92,7 +92,7 @@ def test_the_comparison_sees_a_run_one_pixel_off(fonts: FontSet) -> None:
 def test_colour_emoji_and_unshaped_text_are_left_to_pillow(fonts: FontSet) -> None:
     assert fonts.glyphs(EMOJI, "regular", "sc", 40, "🚀", False, 0.0, 40) is None
     # Bitmap glyphs have no outline: the table says so rather than drawing nothing.
-    font, upem = fonts._shaper(EMOJI, "regular", "sc")
+    font, upem, _ = fonts._shaper(EMOJI, "regular", "sc")
     buf, _ = fonts._shaped(EMOJI, "regular", "sc", "🚀", False)
     masks = GlyphMasks()
     assert masks.place(font, "emoji", upem, 40, buf.glyph_infos, buf.glyph_positions, 0, 40) is None
@@ -124,7 +124,7 @@ def test_card_pixels_do_not_depend_on_what_the_glyph_table_holds(
 
 def test_the_glyph_table_stays_within_its_budget(fonts: FontSet) -> None:
     masks = GlyphMasks(budget=200_000)
-    font, upem = fonts._shaper("Inter", "bold", "sc")
+    font, upem, _ = fonts._shaper("Inter", "bold", "sc")
     buf, _ = fonts._shaped("Inter", "bold", "sc", "The quick brown fox jumps", False)
     for size in range(20, 120):
         for x in (0.0, 0.25, 0.5, 0.75):
