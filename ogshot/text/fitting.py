@@ -119,6 +119,12 @@ _kept: weakref.WeakKeyDictionary[FontSet, dict[tuple[object, ...], Fitted]] = (
 _kept_lock = threading.Lock()
 
 
+def forget(fonts: FontSet) -> None:
+    """Forget the texts fitted in ``fonts``: what a benchmark of fitting itself starts from."""
+    with _kept_lock:
+        _kept.pop(fonts, None)
+
+
 def fit(
     text: str,
     *,
