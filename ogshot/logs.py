@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
-import secrets
 import time
 from contextlib import suppress
 from contextvars import ContextVar
@@ -44,7 +44,7 @@ def request_id(header: str | None) -> str:
     """The client's id when it is short and plain (it is echoed and logged), else a new one."""
     if header is not None and _SANE_ID.fullmatch(header):
         return header
-    return secrets.token_hex(16)
+    return os.urandom(16).hex()  # what secrets.token_hex(16) returns, without its three calls
 
 
 def begin(rid: str) -> dict[str, Any]:
