@@ -87,7 +87,7 @@ def create_app(settings: Settings | None = None, *, service: CardService | None 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         svc = service or CardService.from_settings(settings)
-        app.state.service = svc
+        app.state.service = hits.service = svc
         # Everything loaded so far (fonts, layouts, the framework) lives as long as the process:
         # keep it out of the collector's sweeps, which otherwise slow every request a little.
         gc.freeze()
@@ -116,6 +116,7 @@ def create_app(settings: Settings | None = None, *, service: CardService | None 
     app.state.clock = time.time
     warn_if_open(settings, app.state.signer)
     app.state.card_keys = LRUCache(maxsize=KEY_MEMO_ENTRIES)
+    hits = CardHits(app.state.card_keys)
     _install_error_handlers(app)
     _install_routes(app)
     app.include_router(screenshots.router)
@@ -140,9 +141,14 @@ def create_app(settings: Settings | None = None, *, service: CardService | None 
             **ghost.BODY_LIMITS,
         },
     )
-    # Outermost of ogshot's layers: who the client is, the request id, HEAD and the target
-    # forms, the metrics and log line of every answer; and a card fresh in memory, answered there.
-    app.add_middleware(Front, rule=client_rule, hit=fresh_card)
+    # Outermost of all, outside the framework's own layers too (its 500s are answers like any
+    # other): who the client is, the request id, HEAD and the target forms, the metrics and log
+    # line of every answer; and a card fresh in memory, answered there, meeting no other layer.
+    # FastAPIOffline makes a plain FastAPI object, hence the stack's builder wrapped here.
+    build_stack = app.build_middleware_stack
+    app.build_middleware_stack = lambda: Front(  # type: ignore[method-assign]
+        build_stack(), client_rule, hits
+    )
     return app
 
 
@@ -359,17 +365,27 @@ _HeaderKey = tuple[str, str, str | None, str, int]
 _RAW_HEADERS: LRUCache[_HeaderKey, list[tuple[bytes, bytes]]] = LRUCache(maxsize=1024)
 
 
-def fresh_card(scope: Scope) -> Reply | None:
-    """The reply to a ``GET|HEAD /og.png`` query seen before whose card is fresh in memory, or
-    None (the front layer's cache hit: see ``front.py``)."""
-    state = scope["app"].state
-    key = state.card_keys.get(scope["query_string"])
-    if key is None:
-        return None
-    result = state.service.fresh_hit(key)
-    if result is None:
-        return None
-    return _card_reply_raw(scope, result)
+class CardHits:
+    """The front layer's cache hits (``front.py``): the reply to a ``GET|HEAD /og.png`` query
+    seen before whose card is fresh in memory, or None.
+
+    Holds the memo and, once the app has started, the service, so that a hit reads neither
+    through the app's state object.
+    """
+
+    def __init__(self, memo: LRUCache[bytes, str]) -> None:
+        self.memo = memo
+        self.service: CardService | None = None
+
+    def __call__(self, scope: Scope) -> Reply | None:
+        service = self.service
+        key = self.memo.get(scope["query_string"])
+        if key is None or service is None:
+            return None
+        result = service.fresh_hit(key)
+        if result is None:
+            return None
+        return _card_reply_raw(scope, result)
 
 
 def _card_reply_raw(scope: Scope, result: CardResult) -> Reply:

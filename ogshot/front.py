@@ -13,7 +13,7 @@ copy of the scope and its own wrapper around ``send``:
   own included.
 
 And a card fresh in memory, for a ``GET|HEAD /og.png`` query seen before, is answered right
-here (the ``hit`` callable, :func:`ogshot.api.fresh_card`): a cache hit, the most common
+here (the ``hit`` callable, :class:`ogshot.api.CardHits`): a cache hit, the most common
 request by far, meets no other layer. A request that carries a body (``Content-Length`` or
 ``Transfer-Encoding``) never takes that road, so the body cap and the framing rule still see it.
 """
@@ -43,7 +43,7 @@ _FRAMING_CHUNKED = 2
 
 
 class Front:
-    """Outermost layer of the app; see the module docstring."""
+    """Outermost layer of the app, outside the framework's own; see the module docstring."""
 
     def __init__(self, app: ASGIApp, rule: ClientRule, hit: HitReply) -> None:
         self.app = app
@@ -80,7 +80,12 @@ class Front:
         figures.in_progress += 1
         try:
             if not framing and scope["path"] == "/og.png" and method in ("GET", "HEAD"):
-                reply = self.hit(scope)
+                try:
+                    reply = self.hit(scope)
+                except Exception:
+                    # The app's own road meets the same fault, inside the framework's handler
+                    # of the unexpected, which logs it and answers 500.
+                    reply = None
                 if reply is not None:
                     status, headers, body = reply
                     cache = "hit"

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from ogshot import clients
 
 from .test_http_equivalence import asgi_call
+from .test_ops import value
 
 QUERY = b"title=Answered%20at%20the%20front"
 URL = "/og.png?" + QUERY.decode()
@@ -126,3 +127,43 @@ def test_the_client_is_known_to_the_app_for_every_request(
     assert client.get("/og.png", params={"title": "Whose card"}).status_code == 200
     assert seen == ["testclient"]
     assert clients.CLIENT.get() == "-"
+
+
+def test_an_unexpected_error_is_a_json_500_with_its_request_id_counted_and_logged(
+    settings: Any, service: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from ogshot.api import create_app
+
+    app = create_app(settings, service=service)
+
+    async def broken() -> None:
+        raise RuntimeError("a fault nobody planned for")
+
+    app.add_api_route("/broken", broken)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        with caplog.at_level(logging.INFO, logger="ogshot.access"):
+            r = c.get("/broken", headers={"X-Request-Id": "fault-1"})
+        assert r.status_code == 500
+        assert r.json()["error"] == "internal"
+        assert r.headers["cache-control"] == "no-store"
+        assert r.headers["x-request-id"] == "fault-1"
+        (line,) = [rec for rec in caplog.records if rec.name == "ogshot.access"]
+        assert line.__dict__["status"] == 500 and line.__dict__["route"] == "/broken"
+        text = c.get("/metrics").text
+    assert value(text, "ogshot_requests_total", route="/broken", status="500") == 1
+
+
+def test_a_fault_in_the_hit_road_is_the_framework_500_not_a_bare_one(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _warm(client)
+    service = client.app.state.service  # type: ignore[attr-defined]
+
+    def broken(key: str) -> None:
+        raise RuntimeError("a fault in the hit road")
+
+    monkeypatch.setattr(service, "fresh_hit", broken)
+    r = client.get(URL, headers={"X-Request-Id": "fault-2"})
+    assert r.status_code == 500
+    assert r.json()["error"] == "internal"
+    assert r.headers["x-request-id"] == "fault-2"
