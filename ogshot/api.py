@@ -12,13 +12,13 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import parse_qsl
 
 from cachetools import LRUCache
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
-from starlette.datastructures import QueryParams
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -255,7 +255,7 @@ async def card_for_query(state: Any, query: bytes) -> CardResult:
     The parameters are declared for the description only (openapi.card_query): ``Card``
     validates them all at once, so every bad value gets the same error shape.
     """
-    params = dict(QueryParams(query))
+    params = query_params(query)
     check_raw_lengths(params)
     card = parse_card(params)
     state.signer.verify(card, params.get("exp"), params.get("sig"), now=state.clock())
@@ -267,6 +267,12 @@ async def card_for_query(state: Any, query: bytes) -> CardResult:
         # each time, so it is never memoised.
         state.card_keys[query] = key
     return await svc.card_for_key(key, card)
+
+
+def query_params(query: bytes) -> dict[str, str]:
+    """A raw query string's parameters, the last of a repeated name winning: what starlette's
+    ``dict(QueryParams(query))`` gives, without building its multidict (a third of the time)."""
+    return dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True))
 
 
 def card_reply(

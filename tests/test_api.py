@@ -2,8 +2,11 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from starlette.datastructures import QueryParams
 
-from ogshot.api import MAX_QUERY_BYTES
+from ogshot.api import MAX_QUERY_BYTES, query_params
 from ogshot.service import CardService
 
 from .conftest import decode
@@ -218,3 +221,15 @@ def test_two_range_lines_give_the_same_answer_on_both_paths(client: TestClient) 
     again = client.get(CARD + "&v=two-ranges", headers=headers)
     assert first.status_code == again.status_code == 200
     assert len(first.content) == len(again.content) == size
+
+
+query_bytes = st.lists(
+    st.sampled_from(["a", "b", "=", "&", ";", "+", "%", "2", "0", "F", "é", " ", "%C3%A9"]),
+    max_size=30,
+).map(lambda parts: "".join(parts).encode("utf-8"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(query=query_bytes)
+def test_query_parameters_are_read_as_starlettes_query_params_read_them(query: bytes) -> None:
+    assert list(query_params(query).items()) == list(dict(QueryParams(query)).items())
