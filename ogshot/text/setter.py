@@ -48,6 +48,12 @@ class Setter:
         self.parts = clusters(text)
         fonts.warn_missing(text)
         self.picks = self._pick_all(self.parts)
+        # Where each cluster starts in the text (and its end): a span's text is one slice.
+        self._starts = [0]
+        for part in self.parts:
+            self._starts.append(self._starts[-1] + len(part))
+        #: The family of every cluster, when the whole text is set in one.
+        self._family = self.picks[0] if len(set(self.picks)) == 1 else None
         self._widths: dict[tuple[int, int, int], float] = {}
         self._inks: dict[tuple[int, int], tuple[float, float]] = {}
         self._plain: dict[tuple[str, int], float] = {}
@@ -70,13 +76,21 @@ class Setter:
     def _run_width(self, text: str, family: str, size: int, rtl: bool) -> float:
         return self.fonts.advance(family, self.weight, text, rtl, self.region) * size
 
-    def _pieces(self, parts: tuple[str, ...], picks: list[str]) -> list[tuple[str, str]]:
+    def _pieces(self, i: int, j: int) -> list[tuple[str, str]]:
+        """The text of clusters ``i:j`` in runs of one family: (text, family)."""
+        starts, text = self._starts, self.text
+        if j <= i:
+            return []
+        if self._family is not None:
+            return [(text[starts[i] : starts[j]], self._family)]
         runs: list[tuple[str, str]] = []
-        for cluster, family in zip(parts, picks, strict=True):
-            if runs and runs[-1][1] == family:
-                runs[-1] = (runs[-1][0] + cluster, family)
-            else:
-                runs.append((cluster, family))
+        picks = self.picks
+        begin = i
+        for k in range(i + 1, j):
+            if picks[k] != picks[begin]:
+                runs.append((text[starts[begin] : starts[k]], picks[begin]))
+                begin = k
+        runs.append((text[starts[begin] : starts[j]], picks[begin]))
         return runs
 
     def width(self, i: int, j: int, size: int) -> float:
@@ -84,10 +98,7 @@ class Setter:
         key = (i, j, size)
         found = self._widths.get(key)
         if found is None:
-            found = sum(
-                self._run_width(t, f, size, self.base_rtl)
-                for t, f in self._pieces(self.parts[i:j], self.picks[i:j])
-            )
+            found = sum(self._run_width(t, f, size, self.base_rtl) for t, f in self._pieces(i, j))
             if len(self._widths) < 50_000:
                 self._widths[key] = found
         return found
@@ -115,7 +126,7 @@ class Setter:
         found = self._inks.get(key)
         if found is None:
             above = below = 0.0
-            for text, family in self._pieces(self.parts[i:j], self.picks[i:j]):
+            for text, family in self._pieces(i, j):
                 a, b = self.fonts.ink(family, self.weight, text, self.base_rtl, self.region)
                 above, below = max(above, a), max(below, b)
             found = (above, below)
