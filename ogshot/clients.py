@@ -8,8 +8,8 @@ can choose the address their budget is counted against. ``X-Forwarded-Proto`` (o
 ``proto=`` of ``Forwarded``) likewise sets the scheme only behind a trusted proxy.
 
 The app's front layer (``front.py``) applies the rule to every request. This is the only such
-rule in ogshot: ``ogshot serve`` runs uvicorn without its own
-proxy-header handling, so the two can never disagree.
+rule in ogshot: ``ogshot serve`` runs uvicorn without its own proxy-header handling, so the two
+can never disagree.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The front of the app: what every request goes through first, in one layer.
 
-One pass over a request does what used to take three layers, each with its own call, its own
-copy of the scope and its own wrapper around ``send``:
+It sits outside every other layer, the framework's own included, and does in one pass over
+the request, with one wrapper around ``send``:
 
 - who the client is (``clients.py``: the peer, or what a trusted proxy says), into
   ``scope["client"]``, ``scope["scheme"]`` and :data:`~ogshot.clients.CLIENT`;
@@ -9,8 +9,8 @@ copy of the scope and its own wrapper around ``send``:
 - the HTTP hardening of ``protocol.py``: an absolute-form target served as its path, ``HEAD``
   answered by the ``GET`` route without the body, a request with both ``Transfer-Encoding``
   and ``Content-Length`` answered and its connection closed;
-- the request's metrics and its access log line (``ops.py``), for every answer, this layer's
-  own included.
+- the request's metrics and its access log line (``ops.py``), for every answer: this layer's
+  own and the framework's 500s included.
 
 And a card fresh in memory, for a ``GET|HEAD /og.png`` query seen before, is answered right
 here (the ``hit`` callable, :class:`ogshot.api.CardHits`): a cache hit, the most common
@@ -40,6 +40,7 @@ HitReply = Callable[[Scope], Reply | None]
 
 _FRAMING_LENGTH = 1
 _FRAMING_CHUNKED = 2
+_FRAMING_BOTH = _FRAMING_LENGTH | _FRAMING_CHUNKED
 
 
 class Front:
@@ -103,7 +104,7 @@ class Front:
             if head:
                 scope = {**scope, "method": "GET"}
             # Both lengths given: a possible smuggling attempt, answered and then closed.
-            extra = [CLOSE, rid_header] if framing == 3 else [rid_header]
+            extra = [CLOSE, rid_header] if framing == _FRAMING_BOTH else [rid_header]
 
             async def observed_send(message: Message) -> None:
                 nonlocal status, cache
