@@ -234,32 +234,35 @@ def fast_png(image: Image.Image) -> bytes:
     return _png(image, _isal_deflate)
 
 
-#: Where ISA-L's deflate runs. On CPUs with AVX-512, ISA-L returns with the vector registers'
-#: upper halves still in use (no ``vzeroupper``), and every SSE loop run afterwards on the same
-#: thread pays for it until something clears them: Pillow's blend through a mask, measured
-#: here, ran three times slower for the rest of the thread's life. The state belongs to the
-#: thread, so there deflate runs on threads that do nothing else, keeping the render threads
-#: fast. A CPU known to lack AVX-512 (Linux's ``/proc/cpuinfo`` says so) deflates on the
-#: calling thread instead: handing a card's four small pieces to other threads and waking them
-#: cost more than they saved (title card on two cores: 1.9 ms on the caller, 2.2 ms on threads).
+#: Where ISA-L's deflate runs. Large images are deflated in pieces (pigz's way: each piece its
+#: own deflate stream, all but the last ending on a byte boundary, the Adler-32 combined). A
+#: piece is a strip of whole rows, filtered just before it is deflated. Pieces but the last go
+#: to the deflate threads as soon as they are filtered, to deflate on another core while the
+#: caller filters the next strip, and the caller deflates the last one itself. That pays only
+#: when a core is idle: once a thread is slow to take its piece, the caller deflates
+#: the rest itself. Measured on a two-core virtual machine, title card: idle, 1.6 ms so and
+#: 1.9 ms all on the caller; with the other core partly busy, 2.1 and 1.9 ms; with it fully
+#: busy, handing every piece over regardless took 2.3-5 ms. The strips are cut by size
+#: alone (one per :data:`_PIECE_BYTES` of rows, at most :data:`_MAX_PIECES`, at row
+#: ``height * i // pieces``); the threads only decide how fast it goes: a machine with one
+#: core makes the same bytes as one with four.
 #:
-#: Large images are deflated in pieces (pigz's way: each piece its own deflate stream, all but
-#: the last ending on a byte boundary, the Adler-32 combined). A piece is a strip of whole rows,
-#: filtered just before it is deflated. When a piece is slow to deflate on the caller (a
-#: photograph, not flat colour and text), the pieces after it but the last go to the deflate
-#: threads as soon as they are filtered, to deflate on other cores while the caller filters
-#: the next strip. The strips are cut by size alone (one per :data:`_PIECE_BYTES` of rows, at
-#: most :data:`_MAX_PIECES`, at row ``height * i // pieces``); the threads only decide how fast
-#: it goes: a machine with one core makes the same bytes as one with four.
+#: On CPUs with AVX-512, ISA-L returns with the vector registers' upper halves still in use (no
+#: ``vzeroupper``), and every SSE loop run afterwards on the same thread pays for it until
+#: something clears them: Pillow's blend through a mask, measured here, ran three times slower
+#: for the rest of the thread's life. The state belongs to the thread, so there every piece,
+#: the last included, goes to the threads, keeping the render threads fast; only a CPU known to
+#: lack AVX-512 (Linux's ``/proc/cpuinfo`` says so) deflates on the caller.
 _DEFLATE_WORKERS = min(4, os.cpu_count() or 1)
 #: Smallest piece worth a thread of its own.
 _PIECE_BYTES = 512 * 1024
 #: Most pieces one stream is cut into (a 1200×630 RGB card's rows make four).
 _MAX_PIECES = 4
 #: Seconds the filtering waits for a deflate thread to take a strip before going on anyway.
-_HANDOFF_WAIT = 0.005
-#: Seconds of deflate on the calling thread past which the next pieces go to the threads.
-_SLOW_PIECE = 0.0006
+_HANDOFF_WAIT = 0.0005
+#: A thread that took a strip within this many seconds ran on an idle core (waking an idle
+#: virtual CPU took 0.25-0.3 ms on the machine measured; a busy one, often milliseconds).
+_PROMPT_HANDOFF = 0.0004
 
 
 def _vector_state_leaks(cpuinfo: str = "/proc/cpuinfo") -> bool:
@@ -304,25 +307,25 @@ def _isal_deflate(image: Image.Image, line: int) -> list[bytes]:
     ISA-L a strip at a time (see :data:`_DEFLATE_WORKERS` for which thread does it)."""
     assert _fast_deflate is not None
     pieces = min(piece_count(line * image.height), image.height)
-    share = not _DEFLATE_ON_CALLER
     pending: list[Future[Piece] | Piece] = []
+    share = True
     for i, strip in enumerate(_filtered_strips(image, line, pieces)):
         last = i == pieces - 1
-        if not share or (last and _DEFLATE_ON_CALLER):
-            start = time.perf_counter()
+        if _DEFLATE_ON_CALLER and (last or not share):
             pending.append(_deflate_piece(strip, last))
-            share = time.perf_counter() - start > _SLOW_PIECE
         elif last:
             pending.append(_DEFLATE_THREADS.submit(_deflate_piece, strip, True))
         else:
-            # Filtering holds the GIL, which a deflate thread needs for a moment before
-            # ISA-L lets it go: wait for that moment, or the piece would start only once every
-            # strip is filtered (Python makes a thread hand the GIL over only after 5 ms). The
-            # wait is bounded, in case the threads are busy with other cards.
+            # Filtering holds the GIL, which a deflate thread needs for a moment before ISA-L
+            # lets it go: wait for that moment, or the piece would start only once every
+            # strip is filtered (Python makes a thread hand the GIL over only after 5 ms).
             started = threading.Lock()
             started.acquire()
+            asked = time.perf_counter()
             pending.append(_DEFLATE_THREADS.submit(_deflate_piece, strip, False, started))
-            started.acquire(timeout=_HANDOFF_WAIT)
+            taken = started.acquire(timeout=_HANDOFF_WAIT)
+            # A thread slow to take it means no core is idle: the caller keeps the rest.
+            share = taken and time.perf_counter() - asked < _PROMPT_HANDOFF
     parts = [piece.result() if isinstance(piece, Future) else piece for piece in pending]
     adler = parts[0][1]
     for _, piece_adler, length in parts[1:]:

@@ -258,26 +258,36 @@ def test_deflate_stays_off_the_callers_thread_where_vector_state_leaks(
 
 
 def test_same_bytes_whichever_thread_deflates_each_piece(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Where deflate may run on the caller, the caller deflates the pieces while they are quick
-    # and hands the ones after a slow piece to the threads (keeping the last): the bytes are
-    # the same in every case.
+    # Where deflate may run on the caller, the threads deflate every piece but the last while
+    # they take them promptly, and the caller the rest; elsewhere the threads deflate them all.
+    # The bytes are the same every way.
     monkeypatch.setattr(enc, "_PIECE_BYTES", 32 * 1024)
+    monkeypatch.setattr(enc, "_HANDOFF_WAIT", 30.0)  # no timing in the test: wait for the thread
     image = _photo("RGB", 4)
     assert enc.piece_count(image.height * (1 + image.width * 3)) == enc._MAX_PIECES
     seen = _record_deflate_threads(monkeypatch)
     me = threading.current_thread().name
     bodies, threads = {}, {}
-    for where, slow in (("threads", 1.0), ("caller", 1.0), ("shared", 0.0)):
-        monkeypatch.setattr(enc, "_DEFLATE_ON_CALLER", where != "threads")
-        monkeypatch.setattr(enc, "_SLOW_PIECE", slow)
+    for where, on_caller, prompt in (
+        ("threads", False, 30.0),
+        ("shared", True, 30.0),  # every hand-over prompt: an idle core
+        ("caller", True, 0.0),  # no hand-over prompt enough: a busy machine
+    ):
+        monkeypatch.setattr(enc, "_DEFLATE_ON_CALLER", on_caller)
+        monkeypatch.setattr(enc, "_PROMPT_HANDOFF", prompt)
         seen.clear()
         bodies[where] = enc.fast_png(image)
         threads[where] = ["caller" if name == me else "thread" for name in seen]
-    assert bodies["threads"] == bodies["caller"] == bodies["shared"]
+    assert bodies["threads"] == bodies["shared"] == bodies["caller"]
     assert decode(bodies["caller"]).tobytes() == image.tobytes()
     assert threads["threads"] == ["thread"] * 4
-    assert threads["caller"] == ["caller"] * 4
-    assert threads["shared"] == ["caller", "thread", "thread", "caller"]
+    assert threads["shared"] == ["thread", "thread", "thread", "caller"]
+    assert threads["caller"] == ["thread", "caller", "caller", "caller"]
+    # One piece: nothing to overlap, the caller deflates it where it may.
+    small = _photo("RGB", 5).resize((64, 32))
+    seen.clear()
+    assert decode(enc.fast_png(small)).tobytes() == small.tobytes()
+    assert seen == [me]
 
 
 def test_a_deflate_thread_takes_each_strip_before_the_next_is_filtered(
