@@ -129,14 +129,21 @@ def encode_png(image: Image.Image, budget: int | None = None) -> bytes:
     the lossless PNG first; any other is written lossless and measured.
     """
     image = _png_ready(image)
-    if budget is not None and image.mode == "RGB" and predicted_fit(image, budget) == "over":
-        return palette_png(image, budget)
+    chosen: list[Image.Image] = []
+    if budget is not None and image.mode == "RGB":
+        # The first palette is chosen while the finer prediction deflates on the deflate threads
+        # (for a card it calls near, the palette is kept in case the measured PNG is over).
+        def choose() -> None:
+            chosen.append(_palette_of(image, PALETTE_STEPS[0]))
+
+        if predicted_fit(image, budget, meanwhile=choose) == "over":
+            return palette_png(image, budget, *chosen)
     if _fast_deflate is None:
         body = _pillow_png(image, PILLOW_PNG_LEVEL)
     else:
         body = fast_png(image)
     if budget is not None and len(body) > budget and image.mode == "RGB":
-        return palette_png(image, budget)
+        return palette_png(image, budget, *chosen)
     if _fast_deflate is not None and len(body) > PNG_SIZE_BUDGET:
         # Rare: a capture full of grain. zlib's best effort with Pillow's adaptive filters
         # usually shaves another 5-10 % off; keep whichever is smaller.
@@ -146,22 +153,17 @@ def encode_png(image: Image.Image, budget: int | None = None) -> bytes:
     return body
 
 
-def palette_png(image: Image.Image, budget: int) -> bytes:
+def palette_png(image: Image.Image, budget: int, *chosen: Image.Image) -> bytes:
     """``image`` quantised to each of :data:`PALETTE_STEPS` colours until its PNG fits.
 
-    The palette is chosen on a sample of the image (every :data:`PALETTE_SAMPLE`-th pixel of
-    every :data:`PALETTE_SAMPLE`-th row), then every pixel takes the nearest colour of it.
+    Each palette is chosen on a sample of the image (:func:`_palette_of`), then every pixel
+    takes the nearest colour of it. ``chosen``: the first palettes, when already chosen.
     Octree quantising of the whole image takes longer and, mapping each pixel to its tree
     bucket's colour rather than the nearest one, scores a lower SSIM.
     """
-    width, height = image.size
-    sample = image.resize(
-        (max(1, width // PALETTE_SAMPLE), max(1, height // PALETTE_SAMPLE)),
-        Image.Resampling.NEAREST,
-    )
     body = b""
-    for colours in PALETTE_STEPS:
-        palette = sample.quantize(colours, method=Image.Quantize.FASTOCTREE)
+    for step, colours in enumerate(PALETTE_STEPS):
+        palette = chosen[step] if step < len(chosen) else _palette_of(image, colours)
         quantised = image.quantize(palette=palette, dither=Image.Dither.NONE)
         body = fast_png(quantised) if _fast_deflate else _pillow_png(quantised, 6)
         if len(body) <= budget:
@@ -169,7 +171,20 @@ def palette_png(image: Image.Image, budget: int) -> bytes:
     return body
 
 
-def predicted_fit(image: Image.Image, budget: int) -> Literal["under", "near", "over"]:
+def _palette_of(image: Image.Image, colours: int) -> Image.Image:
+    """A palette of ``colours`` for ``image`` (as a ``P`` image): Pillow's octree on every
+    :data:`PALETTE_SAMPLE`-th pixel of every :data:`PALETTE_SAMPLE`-th row."""
+    width, height = image.size
+    sample = image.resize(
+        (max(1, width // PALETTE_SAMPLE), max(1, height // PALETTE_SAMPLE)),
+        Image.Resampling.NEAREST,
+    )
+    return sample.quantize(colours, method=Image.Quantize.FASTOCTREE)
+
+
+def predicted_fit(
+    image: Image.Image, budget: int, meanwhile: Callable[[], None] | None = None
+) -> Literal["under", "near", "over"]:
     """Where ``image``'s lossless PNG is predicted against ``budget``: well under, near, or
     well over it (RGB; always ``near`` without ``isal``).
 
@@ -179,15 +194,17 @@ def predicted_fit(image: Image.Image, budget: int) -> Literal["under", "near", "
     budget. Only ``over`` skips the lossless PNG: anything else is written lossless and
     measured, so a wrong ``under`` costs time and never bytes. A wrong ``over`` would send a
     card that fits as a palette PNG; the margin keeps that from happening
-    (``bench/bench_capture_size.py`` counts it on its cards).
+    (``bench/bench_capture_size.py`` counts it on its cards). ``meanwhile`` is run while the
+    finer look deflates, if it is taken.
     """
     if _fast_deflate is None:
         return "near"
     if predicted_png_size(image, COARSE_EVERY) < budget * COARSE_UNDER:
         return "under"
-    if predicted_png_size(image, FINE_EVERY) > budget * CLEARLY_OVER:
-        return "over"
-    return "near"
+    fine = _predicting(image, FINE_EVERY)
+    if meanwhile is not None:
+        meanwhile()
+    return "over" if fine() > budget * CLEARLY_OVER else "near"
 
 
 def predicted_png_size(image: Image.Image, every: int) -> int:
@@ -200,27 +217,31 @@ def predicted_png_size(image: Image.Image, every: int) -> int:
     ``bench/bench_capture_size.py``). A pure function of the pixels: every replica predicts
     the same. Needs ``isal``.
     """
+    return _predicting(image, every)()
+
+
+def _predicting(image: Image.Image, every: int) -> Callable[[], int]:
+    """:func:`predicted_png_size`, started: the sample is cut in two halves (a fixed cut, so
+    every machine predicts the same), deflated on the deflate threads where deflate must stay
+    off the caller (see :data:`_DEFLATE_WORKERS`), and the returned call gives the size."""
     width, height = image.size
     rows = (height - 1) // every
     if rows < 1:
-        return len(fast_png(image))
+        size = len(fast_png(image))
+        return lambda: size
     span = rows * every
     nearest = Image.Resampling.NEAREST
     sampled = image.resize((width, rows), nearest, box=(0, 1, width, 1 + span))
     above = image.resize((width, rows), nearest, box=(0, 0, width, span))
-    residual = ImageChops.subtract_modulo(sampled, above).tobytes()
-    return _deflated_size(residual) * height // rows
-
-
-def _deflated_size(data: bytes) -> int:
-    """About the size of ``data`` deflated as the writer deflates: its two halves deflated at
-    once on the deflate threads, the sizes added (a fixed cut, so the same on every machine)."""
-    view = memoryview(data)
-    half = len(view) // 2
-    halves = [
-        _DEFLATE_THREADS.submit(_raw_deflated_size, piece) for piece in (view[:half], view[half:])
-    ]
-    return sum(part.result() for part in halves)
+    residual = memoryview(ImageChops.subtract_modulo(sampled, above).tobytes())
+    half = len(residual) // 2
+    pieces = (residual[:half], residual[half:])
+    if _DEFLATE_ON_CALLER:
+        # No hand-over (a busy core can take milliseconds to pick a piece up): the caller
+        # deflates the halves itself when it is asked for the size.
+        return lambda: sum(map(_raw_deflated_size, pieces)) * height // rows
+    halves = [_DEFLATE_THREADS.submit(_raw_deflated_size, piece) for piece in pieces]
+    return lambda: sum(part.result() for part in halves) * height // rows
 
 
 def _raw_deflated_size(data: bytes | memoryview) -> int:

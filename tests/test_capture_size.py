@@ -134,3 +134,25 @@ def test_a_card_predicted_over_gets_the_bytes_measuring_would_give(
     assert enc.predicted_fit(image, enc.CARD_BYTE_BUDGET) == "over"
     assert len(enc.fast_png(image)) > enc.CARD_BYTE_BUDGET
     assert enc.encode(image, "png") == enc.palette_png(image, enc.CARD_BYTE_BUDGET)
+
+
+def test_a_near_card_measured_over_reuses_the_palette_chosen_while_predicting(
+    layouts: LayoutRegistry, fonts: FontSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With the margin out of reach every card is "near": written lossless and measured. The
+    # palette chosen while the prediction deflated is the one the palette PNG then uses, and the
+    # bytes are those of the palette step on its own.
+    image = render_card(Card(title="Photo"), layouts.get("default"), fonts, _captures()["photo"])
+    alone = enc.palette_png(image, enc.CARD_BYTE_BUDGET)
+    monkeypatch.setattr(enc, "CLEARLY_OVER", 100.0)
+    chosen: list[int] = []
+    real = enc._palette_of
+
+    def counted(image: Image.Image, colours: int) -> Image.Image:
+        chosen.append(colours)
+        return real(image, colours)
+
+    monkeypatch.setattr(enc, "_palette_of", counted)
+    assert enc.predicted_fit(image, enc.CARD_BYTE_BUDGET) == "near"
+    assert enc.encode(image, "png") == alone
+    assert chosen == [enc.PALETTE_STEPS[0]]
