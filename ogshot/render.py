@@ -24,13 +24,13 @@ from PIL import Image, ImageDraw, ImageStat
 from . import glyphs
 from .card import Card
 from .contrast import RGB, Rect, choose_colour, hex_rgb, paint
-from .fonts import EMOJI, EMOJI_SIZE, FontSet, cjk_region
+from .fonts import EMOJI, EMOJI_SIZE, FontSet
 from .layers import ThemeName, box_extremes, covers_card, place_capture, static_layer
 from .layouts import Layout, Palette, TextBox
 from .plate import groups, lay_plate, plate_for
 from .text import Fitted, fit
 
-RENDERER_VERSION = "12"
+RENDERER_VERSION = "13"
 
 
 def resolve_theme(card: Card, layout: Layout, capture: Image.Image | None) -> ThemeName:
@@ -147,7 +147,7 @@ def _draw_box(
     draw: ImageDraw.ImageDraw | None = None
     laid: list[glyphs.Placed] = []
     colour_layer: list[tuple[Image.Image, int, int]] = []
-    region = _region_cjk(fitted)
+    region = fitted.region  # the face the lines were measured in
     for line, (left, baseline, _) in zip(fitted.lines, rows, strict=True):
         cx = float(left - bx)
         for run in line.runs:
@@ -189,10 +189,6 @@ def _draw_box(
             continue
         piece = image.crop((left - ex, top - ey, right - ex, bottom - ey))
         canvas.paste(piece, (bx + left, by + top), piece)
-
-
-def _region_cjk(fitted: Fitted) -> str:
-    return cjk_region("".join(line.text for line in fitted.lines))
 
 
 def render_detailed(

@@ -13,7 +13,7 @@ from ogshot.contrast import paint
 from ogshot.fonts import CJK, EMOJI, FontSet, Weight, cjk_region
 from ogshot.glyphs import GlyphMasks
 from ogshot.layouts import LayoutRegistry
-from ogshot.render import render_card
+from ogshot.render import fit_box, render_card
 from ogshot.samples import TITLES
 
 from .imagecompare import ssim
@@ -188,3 +188,26 @@ def test_glyphs_laid_in_colour_never_leave_their_box(fonts: FontSet) -> None:
     # The glyphs run past every edge of the box: clipped, not shifted.
     inside = canvas.crop((100, 50, 500, 110)).convert("L")
     assert inside.getbbox() == (0, 0, 400, 60)
+
+
+def test_cjk_lines_are_drawn_in_the_regional_face_they_were_measured_in(
+    layouts: LayoutRegistry, fonts: FontSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A Japanese title whose kana are cut off by the ellipsis: the lines left hold only Han
+    # characters, which alone would pick the Chinese face; they were measured in the Japanese one.
+    title = "直線骨格" * 60 + "のかな"
+    layout = layouts.get("default")
+    fitted = fit_box(title, layout.title, fonts)
+    assert fitted.truncated and "の" not in "".join(line.text for line in fitted.lines)
+    assert fitted.region == "jp"
+    drawn: list[str] = []
+    real = FontSet.glyphs
+
+    def spy(self: FontSet, family: str, weight: Weight, region: str, *rest: object) -> object:
+        if family == CJK:
+            drawn.append(region)
+        return real(self, family, weight, region, *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(FontSet, "glyphs", spy)
+    render_card(Card(title=title), layout, fonts)
+    assert drawn and set(drawn) == {"jp"}

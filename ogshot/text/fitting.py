@@ -25,6 +25,9 @@ class Fitted:
     truncated: bool
     #: The paragraph reads right to left: lines align to the right edge of a left-aligned box.
     rtl: bool
+    #: The regional CJK face the whole text was measured with (``jp``, ``kr`` or ``sc``): the
+    #: lines are drawn in it too, even when the kana or hangul that chose it were cut off.
+    region: str = "sc"
 
     @property
     def height(self) -> int:
@@ -246,4 +249,4 @@ def _fit(
     if left and spans:
         texts[-1] = setter.ellipsize(*spans[-1], width, size)
     laid = tuple(setter.layout(parts, size) for parts in texts)
-    return Fitted(size, laid, step, ascent, descent, left, setter.base_rtl)
+    return Fitted(size, laid, step, ascent, descent, left, setter.base_rtl, setter.region)
