@@ -31,11 +31,17 @@ from PIL import _imaging as core_images
 #: Steps per pixel at which a glyph may be placed, across and down: a glyph lands within an
 #: eighth of a pixel of where HarfBuzz put it.
 PHASES = 4
-#: What the masks of one font set may hold, in bytes of pixels (plus a little per mask).
+#: What the masks of one font set may take in memory, in bytes: their pixels and what keeps
+#: each of them (see :func:`_cost`).
 BUDGET = 16 * 2**20
-#: Bookkeeping counted per mask on top of its pixels: the table stays bounded even when
-#: filled with the masks of spaces and dots.
-_OVERHEAD = 256
+#: Memory a kept mask takes beyond its pixels, measured (resident size grown per mask): Pillow's
+#: image struct and its Python object, the key and value tuples and the table's node, and a
+#: row pointer per row. So the table stays within its budget even when filled with the masks
+#: of dots and commas, whose pixels are the least of it.
+_OVERHEAD = 700
+_ROW_OVERHEAD = 8
+#: What an entry without a mask takes (a space, a glyph without ink): its key and node.
+_ENTRY = 128
 
 #: Whether this uharfbuzz has HarfBuzz's rasteriser (0.54 and later).
 AVAILABLE = hasattr(hb, "RasterDraw")
@@ -175,9 +181,11 @@ class GlyphMasks:
 
 
 def _cost(mask: _Mask) -> int:
-    if mask is None:
-        return _OVERHEAD
-    return mask[1] * mask[2] + _OVERHEAD
+    """The bytes a kept entry takes, counted against the budget."""
+    if mask is None or mask[0] is None:
+        return _ENTRY
+    _, width, height, _, _ = mask
+    return width * height + _ROW_OVERHEAD * height + _OVERHEAD
 
 
 def lay(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -211,3 +213,45 @@ def test_cjk_lines_are_drawn_in_the_regional_face_they_were_measured_in(
     monkeypatch.setattr(FontSet, "glyphs", spy)
     render_card(Card(title=title), layout, fonts)
     assert drawn and set(drawn) == {"jp"}
+
+
+_FILL_TABLE = """
+import ctypes, gc, sys
+from ogshot.fonts import FontSet
+from ogshot.glyphs import GlyphMasks
+
+def resident() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+fonts = FontSet.default()
+font, upem, _ = fonts._shaper("Inter", "regular", "sc")
+text = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,;:!?'-()"
+buf, _ = fonts._shaped("Inter", "regular", "sc", text, False)
+GlyphMasks().place(font, "warm", upem, 40, buf.glyph_infos, buf.glyph_positions, 0.0, 100)
+gc.collect()
+ctypes.CDLL("libc.so.6").malloc_trim(0)
+masks = GlyphMasks(budget=int(sys.argv[1]))
+before = resident()
+for _ in range(2):
+    for size in range(6, 60):
+        for x in (0.0, 0.25, 0.5, 0.75):
+            masks.place(font, "inter", upem, size, buf.glyph_infos, buf.glyph_positions, x, 100)
+print(resident() - before, masks.rasterised, len(masks))
+"""
+
+
+def test_the_glyph_table_takes_about_its_budget_in_memory() -> None:
+    # Small glyphs (6-59 px, four phases, made twice over), where what keeps each mask weighs
+    # more than its pixels: the process grows by about the budget, not by twice it.
+    budget = 3_000_000
+    out = subprocess.run(
+        [sys.executable, "-c", _FILL_TABLE, str(budget)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.split()
+    grown, made, kept = map(int, out)
+    assert made > 2 * kept  # the table was full and letting masks go
+    assert grown <= 1.3 * budget, grown / budget
