@@ -147,17 +147,25 @@ class GlyphMasks:
         if raster is None:
             raster = self._local.raster = hb.RasterDraw()
         _, _, glyph, qx, qy = key
-        raster.transform = (scale, 0.0, 0.0, scale, qx / PHASES, qy / PHASES)
-        drawn = raster.draw_glyph_or_fail(font, glyph)
-        image = raster.render()  # and forgets the outline, for the next glyph
+        done = False
+        try:
+            raster.transform = (scale, 0.0, 0.0, scale, qx / PHASES, qy / PHASES)
+            drawn = raster.draw_glyph_or_fail(font, glyph)
+            image = raster.render()  # and forgets the outline, for the next glyph
+            if image is None and drawn:
+                raise MemoryError("HarfBuzz could not rasterise a glyph")
+            done = True
+        finally:
+            if not done:
+                # It may still hold part of this outline: the thread's next glyph gets a new one.
+                self._local.raster = None
         self.rasterised += 1
         if not drawn:
             extents = font.get_glyph_extents(glyph)
             if extents is None or extents.width == 0 or extents.height == 0:
                 return None
             return _NO_OUTLINE
-        if image is None:
-            raise MemoryError("HarfBuzz could not rasterise a glyph")
+        assert image is not None
         e = image.extents
         if e.width == 0 or e.height == 0:
             return None

@@ -255,3 +255,57 @@ def test_the_glyph_table_takes_about_its_budget_in_memory() -> None:
     grown, made, kept = map(int, out)
     assert made > 2 * kept  # the table was full and letting masks go
     assert grown <= 1.3 * budget, grown / budget
+
+
+class _FailsOnce:
+    """A rasteriser that fails once with the outline half drawn: by raising mid-glyph, or by
+    rendering nothing (HarfBuzz out of memory)."""
+
+    def __init__(self, how: str) -> None:
+        import uharfbuzz as hb
+
+        self.real = hb.RasterDraw()
+        self.how = how
+        self.failed = False
+
+    @property
+    def transform(self) -> object:
+        return self.real.transform
+
+    @transform.setter
+    def transform(self, value: object) -> None:
+        self.real.transform = value
+
+    def draw_glyph_or_fail(self, font: object, glyph: int) -> bool:
+        drawn: bool = self.real.draw_glyph_or_fail(font, glyph)
+        if self.how == "raises" and not self.failed:
+            self.failed = True
+            raise RuntimeError("failed mid-glyph")
+        return drawn
+
+    def render(self) -> object:
+        if self.how == "renders nothing" and not self.failed:
+            self.failed = True
+            return None  # the outline is still in the rasteriser
+        return self.real.render()
+
+
+@pytest.mark.parametrize("how", ["raises", "renders nothing"])
+def test_a_failed_glyph_leaves_nothing_in_the_threads_rasteriser(fonts: FontSet, how: str) -> None:
+    font, upem, _ = fonts._shaper("Inter", "bold", "sc")
+
+    def run(masks: GlyphMasks, text: str) -> bytes:
+        buf, _ = fonts._shaped("Inter", "bold", "sc", text, False)
+        placed = masks.place(font, "inter", upem, 48, buf.glyph_infos, buf.glyph_positions, 4, 60)
+        assert placed is not None
+        strip = Image.new("L", (200, 80), 0)
+        glyphs.paste(strip, placed)
+        return strip.tobytes()
+
+    expected = run(GlyphMasks(), "l")
+    masks = GlyphMasks()
+    masks._local.raster = _FailsOnce(how)
+    with pytest.raises((RuntimeError, MemoryError)):
+        run(masks, "O")
+    # The next glyph on this thread is drawn alone, not over what is left of the "O".
+    assert run(masks, "l") == expected
