@@ -19,6 +19,7 @@ holds, on which thread drew it, or on the order cards come in.
 from __future__ import annotations
 
 import math
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -43,8 +44,31 @@ _ROW_OVERHEAD = 8
 #: What an entry without a mask takes (a space, a glyph without ink): its key and node.
 _ENTRY = 128
 
-#: Whether this uharfbuzz has HarfBuzz's rasteriser (0.54 and later).
-AVAILABLE = hasattr(hb, "RasterDraw")
+#: The uharfbuzz this module is tested with (and pyproject's floor): its rasteriser's
+#: ``draw_glyph_or_fail``, ``render()`` giving a ``RasterImage`` or None, rows bottom to top.
+TESTED_UHARFBUZZ = (0, 57, 0)
+
+
+def usable(module: Any) -> bool:
+    """Whether ``module`` (uharfbuzz) is at least the tested version and has every part of
+    HarfBuzz's rasteriser used here; else Pillow draws the text."""
+    numbers = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", str(getattr(module, "__version__", "")))
+    if numbers is None:
+        return False
+    version = tuple(int(part or 0) for part in numbers.groups())
+    raster = getattr(module, "RasterDraw", None)
+    image = getattr(module, "RasterImage", None)
+    return (
+        version >= TESTED_UHARFBUZZ
+        and raster is not None
+        and image is not None
+        and all(hasattr(raster, name) for name in ("transform", "draw_glyph_or_fail", "render"))
+        and all(hasattr(image, name) for name in ("extents", "buffer"))
+    )
+
+
+#: Whether this uharfbuzz's rasteriser draws the glyphs (else Pillow does).
+AVAILABLE = usable(hb)
 
 #: One glyph as placed: its mask (Pillow's core image) and the box it covers in the target.
 Placed = tuple[Any, tuple[int, int, int, int]]

@@ -5,6 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import tomllib
+import types
+from pathlib import Path
 
 import pytest
 from PIL import Image, ImageChops, ImageDraw
@@ -309,3 +312,35 @@ def test_a_failed_glyph_leaves_nothing_in_the_threads_rasteriser(fonts: FontSet,
         run(masks, "O")
     # The next glyph on this thread is drawn alone, not over what is left of the "O".
     assert run(masks, "l") == expected
+
+
+def _uharfbuzz(version: str, *, raster: tuple[str, ...], image: tuple[str, ...]) -> object:
+    """A stand-in for a uharfbuzz module: its version, and what its rasteriser has."""
+    module = types.SimpleNamespace(__version__=version)
+    module.RasterDraw = type("RasterDraw", (), dict.fromkeys(raster))
+    module.RasterImage = type("RasterImage", (), dict.fromkeys(image))
+    return module
+
+
+def test_glyphs_are_drawn_by_harfbuzz_only_from_the_tested_uharfbuzz_on() -> None:
+    import uharfbuzz as hb
+
+    used = ("transform", "draw_glyph_or_fail", "render")
+    assert glyphs.usable(hb) and glyphs.AVAILABLE  # the installed one, which pyproject asks for
+    assert glyphs.usable(_uharfbuzz("0.57.0", raster=used, image=("extents", "buffer")))
+    assert glyphs.usable(_uharfbuzz("0.58.1rc1", raster=used, image=("extents", "buffer")))
+    # Older ones had a rasteriser, but not the one tested here.
+    assert not glyphs.usable(_uharfbuzz("0.54.0", raster=used, image=("extents", "buffer")))
+    assert not glyphs.usable(_uharfbuzz("0.56.9", raster=used, image=("extents", "buffer")))
+    assert not glyphs.usable(
+        _uharfbuzz("0.57.0", raster=("transform", "render"), image=("extents", "buffer"))
+    )
+    assert not glyphs.usable(_uharfbuzz("0.57.0", raster=used, image=("extents",)))
+    assert not glyphs.usable(types.SimpleNamespace(__version__="unknown"))
+
+
+def test_pyproject_asks_for_the_uharfbuzz_the_glyphs_are_tested_with() -> None:
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    wanted = [d for d in pyproject["project"]["dependencies"] if d.startswith("uharfbuzz")]
+    floor = ".".join(map(str, glyphs.TESTED_UHARFBUZZ))
+    assert wanted == [f"uharfbuzz>={floor}"]
