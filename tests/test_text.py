@@ -368,3 +368,20 @@ def test_a_fitted_text_comes_back_from_memory_and_the_memory_is_bounded() -> Non
     for i in range(fitting._KEPT + 50):
         run_fit(fonts, f"title {i}")
         assert len(fitting._kept[fonts]) <= fitting._KEPT
+
+
+def test_a_text_fitted_often_stays_kept_however_many_new_titles_come_between(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ogshot.text import fitting
+
+    monkeypatch.setattr(fitting, "_KEPT", 16)
+    fonts = FontSet.from_dirs([])
+    label = run_fit(fonts, "example.org")
+    first_title = run_fit(fonts, "title 0")
+    for i in range(1, 40):  # new titles, with the site's label on every card
+        run_fit(fonts, f"title {i}")
+        assert run_fit(fonts, "example.org") is label
+        assert len(fitting._kept[fonts]) <= 16
+    # The titles least recently fitted were let go.
+    assert run_fit(fonts, "title 0") is not first_title

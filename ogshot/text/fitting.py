@@ -8,6 +8,8 @@ import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from cachetools import LRUCache
+
 from ..fonts import FontSet, Weight
 from .breaking import _Lazy
 from .clusters import normalise
@@ -112,11 +114,12 @@ def _one_line(
     return found if found is not None else best
 
 
-#: Fitted texts kept per font set (then forgotten all at once), and the longest text kept: a
-#: site's label and tagline come back on every one of its cards.
+#: Fitted texts kept per font set (the least recently used forgotten first), and the longest
+#: text kept: a site's label and tagline come back on every one of its cards, and stay kept
+#: however many new titles come between them.
 _KEPT = 1024
 _KEPT_TEXT = 256
-_kept: weakref.WeakKeyDictionary[FontSet, dict[tuple[object, ...], Fitted]] = (
+_kept: weakref.WeakKeyDictionary[FontSet, LRUCache[tuple[object, ...], Fitted]] = (
     weakref.WeakKeyDictionary()
 )
 _kept_lock = threading.Lock()
@@ -145,8 +148,9 @@ def fit(
     Fitting is pure: a text fitted once in a font set is answered from memory the next time.
     """
     key = (text, weight, width, height, max_size, min_size, max_lines, line_height)
-    kept = _kept.get(fonts)
-    found = kept.get(key) if kept is not None else None
+    with _kept_lock:  # a lookup moves the text to the recent end
+        kept = _kept.get(fonts)
+        found = kept.get(key) if kept is not None else None
     if found is not None:
         return found
     found = _fit(
@@ -162,9 +166,9 @@ def fit(
     )
     if len(text) <= _KEPT_TEXT:
         with _kept_lock:
-            kept = _kept.setdefault(fonts, {})
-            if len(kept) >= _KEPT:
-                kept.clear()
+            kept = _kept.get(fonts)
+            if kept is None:
+                kept = _kept[fonts] = LRUCache(maxsize=_KEPT)
             kept[key] = found
     return found
 
