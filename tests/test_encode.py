@@ -105,9 +105,12 @@ def test_png_structure_is_what_browsers_expect() -> None:
 
 def _rows_by_definition(image: Image.Image) -> bytes:
     """IDAT's rows the slow, plain way: the first row as it is after a ``None`` filter byte,
-    every other one ``Up``-filtered byte by byte (minus the byte above it, modulo 256)."""
+    every other one ``Up``-filtered byte by byte (minus the byte above it, modulo 256); a
+    palette image's rows all as they are."""
     raw = image.tobytes()
     stride = len(raw) // image.height
+    if image.mode == "P":
+        return b"".join(b"\x00" + raw[y * stride : (y + 1) * stride] for y in range(image.height))
     rows = [b"\x00" + raw[:stride]]
     for y in range(1, image.height):
         row, above = raw[y * stride : (y + 1) * stride], raw[(y - 1) * stride : y * stride]
