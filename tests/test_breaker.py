@@ -164,8 +164,8 @@ def test_end_to_end_one_clients_bad_pages_then_anothers_card_has_its_capture(
         **{
             **capture_settings.model_dump(),
             "upstream_breaker_failures": 3,
-            "upstream_read_timeout": 0.3,
-            "upstream_timeout": 0.5,
+            "upstream_read_timeout": 1.0,  # the slow page sleeps 3 s; a good page, in time
+            "upstream_timeout": 1.5,
             "capture_max_bytes": 200_000,  # /endless is cut off: too_large
         },
     )
