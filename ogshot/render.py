@@ -139,7 +139,7 @@ def _draw_box(
     colour: RGB,
     rows: list[tuple[int, int, Rect]],
 ) -> None:
-    """Draw the lines through a mask the size of the box: nothing can land outside it."""
+    """Draw the lines, clipped to the box: nothing can land outside it."""
     bx, by, bw, bh = spec.box
     # Runs drawn from kept glyph masks are laid glyph by glyph; what Pillow draws (the rare
     # run it must) goes through a mask the size of the box.
