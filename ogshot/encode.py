@@ -46,7 +46,7 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import ModuleType
 from typing import Literal
@@ -225,27 +225,40 @@ def predicted_png_size(image: Image.Image, every: int) -> int:
 
 
 def _predicting(image: Image.Image, every: int) -> Callable[[], int]:
-    """:func:`predicted_png_size`, started: the sample is cut in two halves (a fixed cut, so
-    every machine predicts the same), deflated on the deflate threads where deflate must stay
-    off the caller (see :data:`_DEFLATE_WORKERS`), and the returned call gives the size."""
+    """:func:`predicted_png_size`, started: the sample is taken in two halves, and the returned
+    call gives the size.
+
+    Each half is every ``2 * every``-th row, the second half one row further down, so the two
+    sit on rows of different parity (and of different remainders by 3 and 4): a page whose
+    rows repeat with a short period (a picture doubled pixel for pixel, an ordered dither) can
+    put every row of one half on its busiest rows, but not of both. Each half predicts the
+    size alone and the smaller prediction is taken: a low guess costs time (the card is written
+    lossless and measured), a high one would cost bytes. The halves are deflated on the deflate
+    threads where deflate must stay off the caller (see :data:`_DEFLATE_WORKERS`).
+    """
     width, height = image.size
-    rows = (height - 1) // every
+    stride = 2 * every
+    rows = (height - 2) // stride
     if rows < 1:
         size = len(fast_png(image))
         return lambda: size
-    span = rows * every
+    span = rows * stride
     nearest = Image.Resampling.NEAREST
-    sampled = image.resize((width, rows), nearest, box=(0, 1, width, 1 + span))
-    above = image.resize((width, rows), nearest, box=(0, 0, width, span))
-    residual = memoryview(ImageChops.subtract_modulo(sampled, above).tobytes())
-    half = len(residual) // 2
-    pieces = (residual[:half], residual[half:])
+    halves = []
+    for top in (1, 2):  # rows stride*k + top + every, each against the row above it
+        sampled = image.resize((width, rows), nearest, box=(0, top, width, top + span))
+        above = image.resize((width, rows), nearest, box=(0, top - 1, width, top - 1 + span))
+        halves.append(ImageChops.subtract_modulo(sampled, above).tobytes())
+
+    def smaller(sizes: Iterable[int]) -> int:
+        return min(sizes) * height // rows
+
     if _DEFLATE_ON_CALLER:
         # No hand-over (a busy core can take milliseconds to pick a piece up): the caller
         # deflates the halves itself when it is asked for the size.
-        return lambda: sum(map(_raw_deflated_size, pieces)) * height // rows
-    halves = [_DEFLATE_THREADS.submit(_raw_deflated_size, piece) for piece in pieces]
-    return lambda: sum(part.result() for part in halves) * height // rows
+        return lambda: smaller(map(_raw_deflated_size, halves))
+    futures = [_DEFLATE_THREADS.submit(_raw_deflated_size, half) for half in halves]
+    return lambda: smaller(future.result() for future in futures)
 
 
 def _raw_deflated_size(data: bytes | memoryview) -> int:

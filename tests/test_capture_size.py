@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from functools import cache
 
 import pytest
@@ -125,6 +126,28 @@ def test_no_card_that_fits_is_predicted_over_its_budget(
             assert 0.85 < predicted / exact < 1.15, (name, predicted, exact)
     # Each road is taken: title cards go straight to lossless, heavy captures to the palette.
     assert judged["under"] >= len(list(layouts)) and judged["over"] >= 3, judged
+
+
+def _doubled_grain(share: float) -> Image.Image:
+    """A grainy picture beside a flat area, shown at twice its size pixel for pixel: every
+    other row repeats the one above it, so half the rows filter to nothing."""
+    rng = random.Random(11)
+    width = int(600 * share)
+    grain = bytes(96 + rng.randrange(64) for _ in range(width * 315))
+    small = Image.new("RGB", (600, 315), (240, 240, 240))
+    small.paste(Image.frombytes("L", (width, 315), grain).convert("RGB"), (0, 0))
+    return small.resize((1200, 630), Image.Resampling.NEAREST)
+
+
+def test_rows_repeating_in_pairs_do_not_send_a_card_that_fits_to_the_palette() -> None:
+    # Sampled at one row phase, every sampled row of such a card lands on a busy row and the
+    # prediction comes out about twice the real size: a card that fits went to the palette.
+    image = _doubled_grain(0.4)
+    exact = len(enc.fast_png(image))
+    assert enc.CARD_BYTE_BUDGET // 2 < exact < enc.CARD_BYTE_BUDGET
+    assert enc.predicted_fit(image, enc.CARD_BYTE_BUDGET) != "over"
+    body = enc.encode(image, "png")
+    assert decode(body).mode == "RGB" and len(body) == exact
 
 
 def test_a_card_predicted_over_gets_the_bytes_measuring_would_give(
