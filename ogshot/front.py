@@ -32,6 +32,7 @@ from .ops import QUIET_ROUTES, access_fields, route_of
 from .protocol import CLOSE, origin_form
 
 access_log = logging.getLogger("ogshot.access")
+log = logging.getLogger(__name__)
 
 #: A ready answer: status, raw headers (never changed by the caller), body.
 Reply = tuple[int, list[tuple[bytes, bytes]], bytes]
@@ -71,21 +72,24 @@ class Front:
         rid_header = (b"x-request-id", rid.encode("ascii"))
         method = scope["method"]
 
-        scope, address = self.rule.apply(scope)
-        token = CLIENT.set(address)
-        scope = origin_form(scope)
-
         status = 500
         cache: str | None = None
         figures = metrics.FIGURES
         figures.in_progress += 1
+        token = None
         try:
+            # Inside: a fault here is counted and logged like any other (this layer sits
+            # outside the framework's handler of the unexpected).
+            scope, address = self.rule.apply(scope)
+            token = CLIENT.set(address)
+            scope = origin_form(scope)
             if not framing and scope["path"] == "/og.png" and method in ("GET", "HEAD"):
                 try:
                     reply = self.hit(scope)
                 except Exception:
-                    # The app's own road meets the same fault, inside the framework's handler
-                    # of the unexpected, which logs it and answers 500.
+                    # The app's own road answers instead (and, meeting the same fault, logs it
+                    # and answers 500 inside the framework's handler of the unexpected).
+                    log.warning("the cache hit's short road failed", exc_info=True)
                     reply = None
                 if reply is not None:
                     status, headers, body = reply
@@ -123,7 +127,8 @@ class Front:
             await self.app(scope, receive, observed_send)
         finally:
             figures.in_progress -= 1
-            CLIENT.reset(token)
+            if token is not None:
+                CLIENT.reset(token)
             elapsed = time.perf_counter() - start
             route = ctx.get("route") or route_of(scope)
             figures.request_done(route, status, elapsed, cache)

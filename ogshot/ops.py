@@ -93,7 +93,7 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(body, media_type=media_type, headers=NO_STORE)
 
 
-# HEAD comes with every GET route (ogshot.protocol.HttpLayer).
+# HEAD comes with every GET route (ogshot.front.Front).
 probes.add_api_route("/healthz", healthz, methods=["GET"])
 probes.add_api_route("/readyz", readyz, methods=["GET"])
 metrics_router.add_api_route(

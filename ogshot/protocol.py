@@ -46,7 +46,12 @@ CLOSE = (b"connection", b"close")
 def origin_form(scope: Scope) -> Scope:
     """The scope of an absolute-form request target as its origin-form path, the authority as
     its ``Host``; any other scope as it is."""
-    raw_path: bytes = scope.get("raw_path") or scope["path"].encode("latin-1")
+    raw_path: bytes | None = scope.get("raw_path")
+    if not raw_path:  # optional in ASGI: then the decoded path, any character in it
+        decoded: str = scope["path"]
+        if decoded.startswith("/"):
+            return scope
+        raw_path = decoded.encode("utf-8", "surrogateescape")
     if raw_path.startswith(b"/"):
         return scope
     m = _ABSOLUTE_FORM.fullmatch(raw_path)

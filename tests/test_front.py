@@ -167,3 +167,58 @@ def test_a_fault_in_the_hit_road_is_the_framework_500_not_a_bare_one(
     assert r.status_code == 500
     assert r.json()["error"] == "internal"
     assert r.headers["x-request-id"] == "fault-2"
+
+
+def test_a_fault_in_the_hit_road_is_logged(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    _warm(client)
+    service = client.app.state.service  # type: ignore[attr-defined]
+
+    def broken(key: str) -> None:
+        raise RuntimeError("a fault in the hit road")
+
+    monkeypatch.setattr(service, "fresh_hit", broken)
+    with caplog.at_level(logging.WARNING, logger="ogshot.front"):
+        client.get(URL)
+    assert any(
+        rec.name == "ogshot.front"
+        and rec.exc_info
+        and "a fault in the hit road" in str(rec.exc_info[1])
+        for rec in caplog.records
+    )
+
+
+async def _without_raw_path(app: Any, path: str) -> list[dict[str, Any]]:
+    """One request as an ASGI server may send it: ``raw_path`` is optional in the spec."""
+    scope: dict[str, Any] = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"testserver")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent
+
+
+@pytest.mark.parametrize("path", ["/é", "/€", "/\U0001f680"])
+def test_a_path_beyond_latin1_without_raw_path_is_answered(client: TestClient, path: str) -> None:
+    sent = client.portal.call(_without_raw_path, client.app, path)  # type: ignore[union-attr]
+    start = sent[0]
+    assert start["status"] == 404
+    assert dict(start["headers"])[b"x-request-id"]
