@@ -67,7 +67,8 @@ except ImportError:  # pragma: no cover - exercised by monkeypatching in the tes
 #: 6: the palette chosen on a sample, each pixel mapped to its nearest colour.
 #: 7: that sample a 36th of the pixels, not a sixteenth.
 #: 8: palette rows stored unfiltered.
-ENCODER_VERSION = "8"
+#: 9: a palette no smaller than the last is not tried; the smallest palette PNG is kept.
+ENCODER_VERSION = "9"
 
 #: Quality for lossy formats: high enough that title text keeps crisp edges.
 JPEG_QUALITY = 88
@@ -158,21 +159,31 @@ def encode_png(image: Image.Image, budget: int | None = None) -> bytes:
 
 
 def palette_png(image: Image.Image, budget: int, *chosen: Image.Image) -> bytes:
-    """``image`` quantised to each of :data:`PALETTE_STEPS` colours until its PNG fits.
+    """``image`` quantised to each of :data:`PALETTE_STEPS` colours until its PNG fits (the
+    smallest PNG made, when none does).
 
     Each palette is chosen on a sample of the image (:func:`_palette_of`), then every pixel
     takes the nearest colour of it. ``chosen``: the first palettes, when already chosen.
     Octree quantising of the whole image takes longer and, mapping each pixel to its tree
     bucket's colour rather than the nearest one, scores a lower SSIM.
     """
-    body = b""
+    best = b""
+    used = 257
     for step, colours in enumerate(PALETTE_STEPS):
         palette = chosen[step] if step < len(chosen) else _palette_of(image, colours)
+        # The octree may find fewer colours than asked (a grey page: about 17 whatever the
+        # step): a palette no smaller than the last would only write the same card again.
+        found = len(palette.getcolors(256) or ())
+        if found >= used:
+            continue
+        used = found
         quantised = image.quantize(palette=palette, dither=Image.Dither.NONE)
         body = fast_png(quantised) if _fast_deflate else _pillow_png(quantised, 6)
+        if not best or len(body) < len(best):
+            best = body
         if len(body) <= budget:
             break
-    return body
+    return best
 
 
 def _palette_of(image: Image.Image, colours: int) -> Image.Image:

@@ -179,3 +179,26 @@ def test_a_near_card_measured_over_reuses_the_palette_chosen_while_predicting(
     assert enc.predicted_fit(image, enc.CARD_BYTE_BUDGET) == "near"
     assert enc.encode(image, "png") == alone
     assert chosen == [enc.PALETTE_STEPS[0]]
+
+
+def test_a_palette_step_that_finds_no_fewer_colours_is_not_tried_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Grey grain: the octree finds the same few greys at every step, so a second or third
+    # step would write the same card again; and when none fits, the smallest PNG is sent.
+    rng = random.Random(5)
+    grain = bytes(rng.randrange(256) for _ in range(1200 * 630))
+    image = Image.frombytes("L", (1200, 630), grain).convert("RGB")
+    written: list[int] = []
+    real = enc.fast_png
+
+    def counted(img: Image.Image) -> bytes:
+        body = real(img)
+        written.append(len(body))
+        return body
+
+    monkeypatch.setattr(enc, "fast_png", counted)
+    body = enc.palette_png(image, 1000)
+    assert len(written) == 1
+    assert len(body) == min(written)
+    assert decode(body).mode == "P"
