@@ -61,7 +61,7 @@ def per_layout(registry: LayoutRegistry, fonts: FontSet, n: int) -> dict[str, An
 
         def title_card(layout: Any = layout) -> bytes:
             card = Card(title=f"{TITLE} #{next(counter)}", subtitle=SUBTITLE, site=SITE)
-            return enc.encode(render_card(card, layout, fonts), "png")
+            return enc.encode(render_card(card, layout, fonts), "png", captured=False)
 
         def shot_card(layout: Any = layout) -> bytes:
             card = Card(title=f"{TITLE} #{next(counter)}", subtitle=SUBTITLE, site=SITE)

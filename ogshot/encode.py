@@ -109,10 +109,15 @@ _FILTER_UP = b"\x02"
 _FILTER_NONE = b"\x00"
 
 
-def encode(image: Image.Image, fmt: str) -> bytes:
-    """Encode a card as ``png`` (within :data:`CARD_BYTE_BUDGET`), ``jpeg`` or ``webp``."""
+def encode(image: Image.Image, fmt: str, *, captured: bool = True) -> bytes:
+    """Encode a card as ``png`` (within :data:`CARD_BYTE_BUDGET`), ``jpeg`` or ``webp``.
+
+    ``captured``: whether a page capture is in the card. A card without one (a title card,
+    tens of KB) skips the over-budget prediction, which pays for photographs only; it is still
+    measured, and sent as a palette PNG should it ever be over.
+    """
     if fmt == "png":
-        return encode_png(image, budget=CARD_BYTE_BUDGET)
+        return encode_png(image, budget=CARD_BYTE_BUDGET, predict=captured)
     out = io.BytesIO()
     if fmt == "jpeg":
         image.convert("RGB").save(
@@ -125,17 +130,17 @@ def encode(image: Image.Image, fmt: str) -> bytes:
     return out.getvalue()
 
 
-def encode_png(image: Image.Image, budget: int | None = None) -> bytes:
+def encode_png(image: Image.Image, budget: int | None = None, *, predict: bool = True) -> bytes:
     """A lossless PNG of ``image``: the fast writer when ``isal`` is there, else Pillow's.
 
     With a ``budget``, an RGB image whose lossless PNG is larger comes back as a palette PNG of
-    as many colours as fit (the smallest tried, when none does). One whose lossless PNG is
-    predicted well over the budget (:func:`predicted_fit`) goes to the palette without writing
-    the lossless PNG first; any other is written lossless and measured.
+    as many colours as fit (the smallest tried, when none does). With ``predict``, one whose
+    lossless PNG is predicted well over the budget (:func:`predicted_fit`) goes to the palette
+    without writing the lossless PNG first; any other is written lossless and measured.
     """
     image = _png_ready(image)
     chosen: list[Image.Image] = []
-    if budget is not None and image.mode == "RGB":
+    if predict and budget is not None and image.mode == "RGB":
         # The first palette is chosen while the finer prediction deflates on the deflate threads
         # (for a card it calls near, the palette is kept in case the measured PNG is over).
         def choose() -> None:

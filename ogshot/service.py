@@ -91,7 +91,7 @@ def make_card_bytes(
 ) -> bytes:
     """Render and encode one card, synchronously. The CLI and the service both call this."""
     image = render_card(card, registry.get(card.template), fonts, capture)
-    return encode(image, card.format)
+    return encode(image, card.format, captured=capture is not None)
 
 
 #: How often a worker waiting on another worker's lease looks for the result.
@@ -532,7 +532,7 @@ class CardService:
             with metrics.span("render"):
                 image = render_card(card, self.layouts.get(card.template), self.fonts, capture)
             with metrics.span("encode"):
-                body = encode(image, card.format)
+                body = encode(image, card.format, captured=capture is not None)
         if self.renders % RELEASE_EVERY == 0:
             # Worker processes or not, this process decodes captures and holds the cache.
             release_memory()

@@ -126,7 +126,8 @@ def _start_worker(dirs: tuple[Path, ...]) -> None:
 def _render_here(card: Card, layout: Layout, capture: Image.Image | None) -> bytes:
     """Runs inside a worker process."""
     assert _worker_fonts is not None
-    return encode(render_card(card, layout, _worker_fonts, capture), card.format)
+    image = render_card(card, layout, _worker_fonts, capture)
+    return encode(image, card.format, captured=capture is not None)
 
 
 class ProcessRenderer:
@@ -179,7 +180,8 @@ class ProcessRenderer:
         except BrokenProcessPool:
             log.warning("render worker died; starting new workers")
             self._forget(pool)
-            return encode(render_card(card, layout, fonts, capture), card.format)
+            image = render_card(card, layout, fonts, capture)
+            return encode(image, card.format, captured=capture is not None)
 
     def close(self) -> None:
         """Stop this renderer's workers and wait for them (the service's orderly close).

@@ -202,3 +202,19 @@ def test_a_palette_step_that_finds_no_fewer_colours_is_not_tried_again(
     assert len(written) == 1
     assert len(body) == min(written)
     assert decode(body).mode == "P"
+
+
+def test_a_card_without_a_capture_is_measured_not_predicted(
+    layouts: LayoutRegistry, fonts: FontSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_prediction(*args: object, **kwargs: object) -> str:
+        raise AssertionError("a title card is measured, not predicted")
+
+    monkeypatch.setattr(enc, "predicted_fit", no_prediction)
+    card = render_card(Card(title="No capture here"), layouts.get("default"), fonts)
+    assert decode(enc.encode(card, "png", captured=False)).mode == "RGB"
+    # Measured all the same: one over the budget still goes out as a palette PNG.
+    rng = random.Random(3)
+    grain = Image.frombytes("RGB", (1200, 630), rng.randbytes(1200 * 630 * 3))
+    body = enc.encode(grain, "png", captured=False)
+    assert decode(body).mode == "P" and len(body) < len(enc.fast_png(grain))
