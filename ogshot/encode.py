@@ -113,8 +113,8 @@ def encode(image: Image.Image, fmt: str, *, captured: bool = True) -> bytes:
     """Encode a card as ``png`` (within :data:`CARD_BYTE_BUDGET`), ``jpeg`` or ``webp``.
 
     ``captured``: whether a page capture is in the card. A card without one (a title card,
-    tens of KB) skips the over-budget prediction, which pays for photographs only; it is still
-    measured, and sent as a palette PNG should it ever be over.
+    well under the budget) skips the over-budget prediction, which pays for photographs only;
+    it is still measured, and sent as a palette PNG should it ever be over.
     """
     if fmt == "png":
         return encode_png(image, budget=CARD_BYTE_BUDGET, predict=captured)
