@@ -153,17 +153,7 @@ def fit(
         found = kept.get(key) if kept is not None else None
     if found is not None:
         return found
-    found = _fit(
-        text,
-        fonts=fonts,
-        weight=weight,
-        width=width,
-        height=height,
-        max_size=max_size,
-        min_size=min_size,
-        max_lines=max_lines,
-        line_height=line_height,
-    )
+    found = _fit(fonts, *key)
     if len(text) <= _KEPT_TEXT:
         with _kept_lock:
             kept = _kept.get(fonts)
@@ -174,9 +164,8 @@ def fit(
 
 
 def _fit(
-    text: str,
-    *,
     fonts: FontSet,
+    text: str,
     weight: Weight,
     width: int,
     height: int,
@@ -185,6 +174,7 @@ def _fit(
     max_lines: int,
     line_height: float,
 ) -> Fitted:
+    """:func:`fit` without memory; the arguments in the order of its key."""
     text = normalise(text)
     if not text:
         return Fitted(max_size, (), round(max_size * line_height), 0, 0, False, False)
