@@ -131,18 +131,8 @@ class GlyphMasks:
         with self._lock:
             for info, pos in zip(infos, positions, strict=True):
                 # Where the glyph's origin lands, as a whole pixel and a phase within it.
-                gx = pen + pos.x_offset * scale
-                ix = math.floor(gx)
-                qx = round((gx - ix) * PHASES)
-                if qx == PHASES:
-                    ix, qx = ix + 1, 0
-                iy = qy = 0
-                if pos.y_offset:  # marks; upward
-                    gy = pos.y_offset * scale
-                    iy = math.floor(gy)
-                    qy = round((gy - iy) * PHASES)
-                    if qy == PHASES:
-                        iy, qy = iy + 1, 0
+                ix, qx = _snap(pen + pos.x_offset * scale)
+                iy, qy = _snap(pos.y_offset * scale) if pos.y_offset else (0, 0)  # marks; upward
                 key = (font_key, size, info.codepoint, qx, qy)
                 mask = kept.get(key, _ABSENT)
                 if mask is _ABSENT:
@@ -212,6 +202,13 @@ class GlyphMasks:
                 self._bytes -= _cost(old)
 
 
+def _snap(at: float) -> tuple[int, int]:
+    """A coordinate as a whole pixel and the nearest of :data:`PHASES` phases within it."""
+    whole = math.floor(at)
+    phase = round((at - whole) * PHASES)
+    return (whole + 1, 0) if phase == PHASES else (whole, phase)
+
+
 def _cost(mask: _Mask) -> int:
     """The bytes a kept entry takes, counted against the budget."""
     if mask is None or mask[0] is None:
@@ -248,11 +245,3 @@ def lay(
         core.paste(
             fill(mode, (x1 - x0, y1 - y0), colour), (x0 + ox, y0 + oy, x1 + ox, y1 + oy), mask
         )
-
-
-def paste(target: Image.Image, placed: Sequence[Placed]) -> None:
-    """Lay the glyphs on an ``L`` image at full coverage, clipped to it: each covers what lies
-    under it by its mask's coverage (overlapping glyphs, as joined Arabic letters, add up)."""
-    core = target.im
-    for mask, box in placed:
-        core.paste(255, box, mask)
