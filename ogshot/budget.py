@@ -2,9 +2,10 @@
 
 Every card that has to be made (a capture, a render) passes :meth:`Admission.slot` first:
 
-1. the client's budget (``OGSHOT_RATE_LIMIT``, counted with the ``limits`` package; in memory,
-   or in Redis when ``OGSHOT_REDIS_URL`` is set, so replicas share one budget per client). Over
-   it → 429 ``rate_limited`` with ``Retry-After``;
+1. the client's budget (``OGSHOT_RATE_LIMIT``, a sliding window counter: in this process's
+   memory by :class:`ClientCounts`, or in Redis through the ``limits`` package when
+   ``OGSHOT_REDIS_URL`` is set, so replicas share one budget per client). Over it → 429
+   ``rate_limited`` with ``Retry-After``;
 2. the gate: at most ``OGSHOT_RENDER_CONCURRENCY`` cards made at once and at most
    ``OGSHOT_RENDER_QUEUE`` waiting for a turn. Both full → 503 ``overloaded`` with
    ``Retry-After``, at once.
@@ -21,12 +22,11 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
-from typing import Any, TypeVar
 
 from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.storage import RedisStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from .clients import CLIENT, budget_key
@@ -38,44 +38,149 @@ log = logging.getLogger("ogshot")
 
 #: Set inside a slot, so that work started from there (a card's capture) is not charged twice.
 _ADMITTED: ContextVar[bool] = ContextVar("ogshot_admitted", default=False)
-T = TypeVar("T")
 #: Longest the budget's store may take before the request goes on without it (fail open).
 STORE_TIMEOUT = 0.25
+#: Clients whose counts one process holds in memory at once (see :class:`ClientCounts`).
+MAX_CLIENTS = 16384
 
 
-class SweptMemoryStorage(MemoryStorage):
-    """limits' in-memory store, walking its clients for expired counts at most once a second.
+class ClientCounts:
+    """Each client's sliding-window count of cards made, kept by ogshot in this process's memory.
 
-    limits starts that walk (a task that visits every client key it holds) on every count: with
-    many clients in the window, every card made pays for a walk over all of them. Each read
-    already drops its own key once expired, so the walk only gives memory back, and once a
-    second keeps the store as bounded (keys live two windows, plus at most that second).
+    The same sliding window counter as with Redis (``limits``' ``SlidingWindowCounterRateLimiter``):
+    time is cut into windows of ``period`` seconds; a client's count is what it was allowed in the
+    window before, weighted by the share of that window still inside the sliding one, plus what it
+    was allowed in the current window. A new card is allowed while that count is below ``limit``
+    (the count plus one stays within it). A refusal is not counted.
+
+    Memory is bounded two ways. A client's counts expire two windows after the start of the
+    window of its last allowed card (they weigh nothing by then); the clients are kept in the
+    order of their last counted window, so expired ones are always at the front and a walk to
+    forget them (at most once every :attr:`SWEEP_EVERY` seconds) stops at the first live one.
+    And at most ``maxsize`` clients are held: when the map is full after expired clients have
+    gone, a new client is counted on one shared overflow budget instead. Live counts are never
+    dropped: a client spraying new addresses cannot evict its own spent budgets to get fresh
+    ones, nor grow the map; it only shares one more budget with the other newcomers until older
+    clients expire.
+
+    Not thread-safe, and needs no lock: it is only ever used from the event loop's thread, and
+    :meth:`hit` never awaits, so no other task runs between its read and its write.
     """
 
-    #: Seconds between walks.
+    #: Seconds between walks for expired clients.
     SWEEP_EVERY = 1.0
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.swept = float("-inf")
+    def __init__(
+        self,
+        limit: int,
+        period: float,
+        maxsize: int = MAX_CLIENTS,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limit = limit
+        self.period = period
+        self.maxsize = maxsize
+        self.clock = clock
+        #: client key → [window index, count of the window before it, count of that window];
+        #: in the order of the window index (oldest first).
+        self._counts: dict[str, list[int]] = {}
+        #: The shared counts of the clients that found the map full.
+        self._overflow = [0, 0, 0]
+        self._swept = float("-inf")
+        self._warned = False
 
-    # limits' own hook, by its name-mangled name: every count calls it.
-    async def _MemoryStorage__schedule_expiry(self) -> None:
-        now = time.monotonic()
-        if now - self.swept < self.SWEEP_EVERY:
+    def __len__(self) -> int:
+        return len(self._counts)
+
+    def hit(self, key: str) -> int:
+        """Count one card for ``key`` if its budget allows it: 0 when it does, otherwise the
+        seconds to wait before it may (its ``Retry-After``), from 1 up to the window's length."""
+        now = self.clock()
+        if now - self._swept >= self.SWEEP_EVERY:
+            self.sweep(now)
+        period = self.period
+        window = int(now // period)
+        counts = self._counts
+        entry = counts.get(key)
+        if entry is None:
+            if len(counts) < self.maxsize or self._make_room(now):
+                entry = counts[key] = [window, 0, 0]
+            else:
+                entry = self._overflow
+                if not self._warned:
+                    self._warned = True
+                    log.warning(
+                        "the in-memory budget holds %d clients; new ones share one budget until "
+                        "older counts expire",
+                        self.maxsize,
+                    )
+        gap = window - entry[0]
+        if gap <= 0:
+            before, current = entry[1], entry[2]
+        elif gap == 1:
+            before, current = entry[2], 0
+        else:
+            before = current = 0
+        # Seconds left in the current window: the share of the window before still inside the
+        # sliding window, times that window's length.
+        left = (window + 1) * period - now
+        if before * left / period + current < self.limit:
+            entry[1] = before
+            entry[2] = current + 1
+            if gap > 0:
+                entry[0] = window
+                if entry is not self._overflow:
+                    del counts[key]  # keep the map in window order: to the back
+                    counts[key] = entry
+            return 0
+        # Refused: come back when the weighted count is one lower (the window before's share
+        # shrinks by one card every period/before seconds) or the current window ends.
+        wait = left % (period / before) if before else period
+        if current:
+            wait = min(wait, left % period)
+        elif not before:
+            wait = 0.0  # a limit of 0: nothing to wait for, ask again in a second
+        return min(max(1, math.ceil(wait)), math.ceil(period))
+
+    def sweep(self, now: float) -> None:
+        """Forget the clients whose counts have all expired (a window and more ago)."""
+        self._swept = now
+        counts = self._counts
+        if not counts:
             return
-        self.swept = now
-        await super()._MemoryStorage__schedule_expiry()  # type: ignore[misc]
+        # A client last counted in window w weighs nothing from window w + 2 on.
+        alive_from = int(now // self.period) - 1
+        expired = []
+        for key, entry in counts.items():
+            if entry[0] >= alive_from:
+                break
+            expired.append(key)
+        for key in expired:
+            del counts[key]
+        if expired and len(counts) < self.maxsize:
+            self._warned = False
+
+    def _make_room(self, now: float) -> bool:
+        """Whether forgetting expired clients made room for one more."""
+        self.sweep(now)
+        return len(self._counts) < self.maxsize
 
 
 class Budget:
-    """A per-client rate limit; ``None`` rate means no limit."""
+    """A per-client rate limit; ``None`` rate means no limit.
+
+    Counted by :class:`ClientCounts` in this process's memory, or by ``limits`` in Redis when a
+    Redis URL is given (every replica then shares one budget per client).
+    """
 
     def __init__(self, rate: str, redis_url: str = "") -> None:
         self.item: RateLimitItem | None = None
+        #: The in-memory counts, when there is no Redis.
+        self.counts: ClientCounts | None = None
+        self.storage: RedisStorage | None = None
+        self.limiter: SlidingWindowCounterRateLimiter | None = None
         if rate.strip().lower() in ("", "0", "off", "none"):
-            self.storage: Storage | None = None
-            self.limiter: SlidingWindowCounterRateLimiter | None = None
             return
         try:
             self.item = parse(rate)
@@ -88,13 +193,13 @@ class Budget:
             self.storage = RedisStorage(
                 f"async+{scheme}{sep}{rest}", implementation="redispy", key_prefix="ogshot-budget"
             )
+            self.limiter = SlidingWindowCounterRateLimiter(self.storage)
         else:
-            self.storage = SweptMemoryStorage()
-        self.limiter = SlidingWindowCounterRateLimiter(self.storage)
+            self.counts = ClientCounts(self.item.amount, self.item.get_expiry())
 
     @property
     def enabled(self) -> bool:
-        return self.limiter is not None
+        return self.item is not None
 
     async def aclose(self) -> None:
         """Close the shared store's connections (a Redis client), if there are any."""
@@ -104,29 +209,27 @@ class Budget:
 
     async def charge(self, client: str) -> None:
         """Count one unit of work for ``client``; raise RateLimited when over the budget."""
+        counts = self.counts
+        if counts is not None:
+            wait = counts.hit(budget_key(client))
+            if wait:
+                raise self.refusal(wait)
+            return
         if self.limiter is None or self.item is None:
             return
         key = budget_key(client)
         try:
-            allowed = await self._bounded(self.limiter.hit(self.item, key))
+            allowed = await asyncio.wait_for(self.limiter.hit(self.item, key), STORE_TIMEOUT)
             if allowed:
                 return
-            stats = await self._bounded(self.limiter.get_window_stats(self.item, key))
+            stats = await asyncio.wait_for(
+                self.limiter.get_window_stats(self.item, key), STORE_TIMEOUT
+            )
         except Exception as exc:  # a budget store that is down must not take the cards with it
             log.warning("rate-limit store unavailable, not counting: %r", exc)
             return
         wait = max(1, math.ceil(stats.reset_time - time.time()))
         raise self.refusal(min(wait, self.item.get_expiry()))
-
-    def _bounded(self, step: Awaitable[T]) -> Awaitable[T]:
-        """A step of the store, bounded by STORE_TIMEOUT when the store is across a network.
-
-        The in-memory store never waits on anything: the timeout's task and timer would only
-        add about a tenth of a millisecond to every card made while the crawler waits.
-        """
-        if isinstance(self.storage, MemoryStorage):
-            return step
-        return asyncio.wait_for(step, STORE_TIMEOUT)
 
     def refusal(self, retry_after: int) -> RateLimited:
         """The 429 of a client over its budget, to come back in ``retry_after`` seconds."""
@@ -134,7 +237,6 @@ class Budget:
             f"too many new cards from this client (limit {self.item}); cached cards still answer",
             retry_after=retry_after,
         )
-
 
 
 class Gate:
