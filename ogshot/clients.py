@@ -14,6 +14,7 @@ can never disagree.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from contextvars import ContextVar
@@ -139,9 +140,14 @@ class ClientRule:
         return scope, address
 
 
+@functools.lru_cache(maxsize=4096)
 def budget_key(address: str) -> str:
     """What one client's budget is counted under: the address, or its /64 for IPv6 (one
-    subscriber usually holds a whole /64)."""
+    subscriber usually holds a whole /64).
+
+    Remembered for the last few thousand addresses: every card made asks it, mostly for a
+    client it has seen, and parsing an address each time cost more than counting the card.
+    """
     addr = _ip(address)
     if isinstance(addr, ipaddress.IPv6Address):
         return str(ipaddress.ip_network(f"{addr}/64", strict=False))

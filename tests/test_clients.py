@@ -82,3 +82,46 @@ def test_ipv6_clients_share_a_budget_per_64() -> None:
     assert budget_key("2001:db8:1:2:aaaa::1") == budget_key("2001:db8:1:2:bbbb::9")
     assert budget_key("2001:db8:1:3::1") != budget_key("2001:db8:1:2::1")
     assert budget_key("192.0.2.7") == "192.0.2.7"
+
+
+@pytest.mark.parametrize(
+    ("address", "key"),
+    [
+        ("192.0.2.7", "192.0.2.7"),
+        (" 192.0.2.7 ", "192.0.2.7"),
+        ('"192.0.2.7"', "192.0.2.7"),
+        ("192.0.2.7:8080", "192.0.2.7"),
+        ("0.0.0.0", "0.0.0.0"),
+        # Not addresses to Python's parser, so each is counted as written: a leading zero (could
+        # be octal), a zone on IPv4, a short or over-long form, a digit that is not ASCII.
+        ("01.2.3.4", "01.2.3.4"),
+        ("1.2.3.04", "1.2.3.04"),
+        ("1.2.3.4%eth0", "1.2.3.4%eth0"),
+        ("1.2.3", "1.2.3"),
+        ("1.2.3.4.", "1.2.3.4."),
+        ("256.1.1.1", "256.1.1.1"),
+        ("\u0661.2.3.4", "\u0661.2.3.4"),
+        ("-", "-"),
+        ("unknown", "unknown"),
+        # IPv4-mapped IPv6 is the IPv4 client.
+        ("::ffff:192.0.2.7", "192.0.2.7"),
+        ("::ffff:c000:0207", "192.0.2.7"),
+        # IPv6: the /64, however it is spelled.
+        ("2001:DB8:0:0:1::1", "2001:db8::/64"),
+        ("[2001:db8::1]:443", "2001:db8::/64"),
+        ("fe80::1%eth0", "fe80::/64"),
+        ("::1", "::/64"),
+    ],
+)
+def test_budget_key_of_every_spelling(address: str, key: str) -> None:
+    assert budget_key(address) == key
+    assert budget_key(address) == key  # remembered, the same
+
+
+def test_budget_key_remembers_a_bounded_number_of_addresses() -> None:
+    """The memo of parsed addresses must not grow with an address spray."""
+    for i in range(20_000):
+        budget_key(f"2001:db8:{i:x}::1")
+    info = budget_key.cache_info()
+    assert info.maxsize is not None and info.currsize <= info.maxsize <= 16384
+    assert budget_key("2001:db8:4e1f::1") == "2001:db8:4e1f::/64"
