@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import time
 from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from ogshot import service as service_module
 from ogshot.api import create_app
 from ogshot.cache.redis_tier import RedisCache
 from ogshot.card import Card, parse_card
+from ogshot.errors import OgshotError
 from ogshot.fonts import FontSet
 from ogshot.layouts import LayoutRegistry
 from ogshot.service import CardResult, CardService
@@ -384,3 +389,59 @@ def test_renderer_and_encoder_versions_are_part_of_the_key(
     before = service.key(card)
     monkeypatch.setattr(service_module, name, "moved-on")
     assert service.key(card) != before
+
+
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    title=_TEXT.filter(lambda t: t.strip() != ""),
+    subtitle=_TEXT,
+    site=_TEXT,
+    url=st.sampled_from(["", "https://example.org/a?b=c", "https://例え.jp/パス"]),
+    template=st.sampled_from(["default", "split", "browser", "card"]),
+    theme=st.sampled_from(["auto", "light", "dark"]),
+    v=st.sampled_from(["", "2", "é"]),
+    capturing=st.booleans(),
+)
+def test_the_key_is_the_hash_of_its_material_as_sorted_json(
+    layouts: LayoutRegistry,
+    fonts: FontSet,
+    title: str,
+    subtitle: str,
+    site: str,
+    url: str,
+    template: str,
+    theme: str,
+    v: str,
+    capturing: bool,
+) -> None:
+    """The key is made from a frame kept per layout and capture choice around the card's own
+    fields: it must be exactly the hash of the whole material, keys sorted."""
+    capture: Any = SimpleNamespace(name="upstream-x", enabled=capturing)
+    svc = KEY_SERVICES.setdefault(
+        capturing, CardService(make_settings(), layouts=layouts, fonts=fonts, capture=capture)
+    )
+    try:
+        card = parse_card(
+            {
+                "title": title,
+                "subtitle": subtitle,
+                "site": site,
+                "url": url,
+                "template": template,
+                "theme": theme,
+                "v": v,
+            }
+        )
+    except OgshotError:
+        return  # refused as a card: no key to make
+    raw = json.dumps(
+        svc.key_material(card), sort_keys=True, ensure_ascii=False, separators=(",", ":")
+    )
+    assert svc.key(card) == "card:" + hashlib.sha256(raw.encode()).hexdigest()
+
+
+#: One service per capture choice for the test above (a service starts threads).
+KEY_SERVICES: dict[bool, CardService] = {}
