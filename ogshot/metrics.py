@@ -177,7 +177,8 @@ class RequestFigures:
 
     Counted one by one, a cache hit's figures (its request, duration, card source, cache
     lookup, and the requests in progress) are seven locked increments: more time than the rest
-    of the hit. Here they are a few dict entries, handed to the instruments:
+    of the hit; a card made adds four timed steps (spans) while its crawler waits. Here they are
+    a few dict entries, handed to the instruments:
 
     - when the registry of this process is read (a scrape, or ``OGSHOT_METRICS_PORT``'s
       server): :data:`REGISTRY` collects :class:`_HandOver` before any instrument;
@@ -200,6 +201,8 @@ class RequestFigures:
         #: Per route: the count in each duration bucket, then the sum of the durations.
         self._durations: dict[str, list[float]] = {}
         self._lookups: dict[tuple[str, str, str], int] = {}
+        #: Per step of making a card: as ``_durations``.
+        self._spans: dict[str, list[float]] = {}
         self._scheduled = False
 
     def request_done(self, route: str, status: int, seconds: float, cache: str | None) -> None:
@@ -210,6 +213,17 @@ class RequestFigures:
             per_bucket = self._durations.get(route)
             if per_bucket is None:
                 per_bucket = self._durations[route] = [0] * (len(_BOUNDS) + 1)
+            per_bucket[bisect_left(_BOUNDS, seconds)] += 1
+            per_bucket[-1] += seconds
+        if self._shared and not self._scheduled:
+            self._schedule()
+
+    def span_done(self, name: str, seconds: float) -> None:
+        """A step of making a card took this long (render threads add these too)."""
+        with self._lock:
+            per_bucket = self._spans.get(name)
+            if per_bucket is None:
+                per_bucket = self._spans[name] = [0] * (len(_BOUNDS) + 1)
             per_bucket[bisect_left(_BOUNDS, seconds)] += 1
             per_bucket[-1] += seconds
         if self._shared and not self._scheduled:
@@ -237,6 +251,7 @@ class RequestFigures:
             requests, self._requests = self._requests, {}
             durations, self._durations = self._durations, {}
             lookups, self._lookups = self._lookups, {}
+            spans, self._spans = self._spans, {}
         REQUESTS_IN_PROGRESS.set(self.in_progress)
         for labels, n in lookups.items():
             _child(CACHE_LOOKUPS, *labels).inc(n)
@@ -249,6 +264,8 @@ class RequestFigures:
             _child(CARDS, cache).inc(n)
         for route, per_bucket in durations.items():
             add_observations(_child(REQUEST_DURATION, route), per_bucket[:-1], per_bucket[-1])
+        for name, per_bucket in spans.items():
+            add_observations(_child(SPAN_DURATION, name), per_bucket[:-1], per_bucket[-1])
 
 
 def add_observations(histogram: Histogram, per_bucket: list[float], total: float) -> None:
@@ -296,7 +313,7 @@ def capture_error(reason: str) -> None:
 
 def observe_span(name: str, seconds: float) -> None:
     """A step of making a card took this long: into its histogram and the request's log line."""
-    _child(SPAN_DURATION, name).observe(seconds)
+    FIGURES.span_done(name, seconds)
     logs.note_span(name, seconds)
 
 
