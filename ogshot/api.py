@@ -116,7 +116,7 @@ def create_app(settings: Settings | None = None, *, service: CardService | None 
     app.state.clock = time.time
     warn_if_open(settings, app.state.signer)
     app.state.card_keys = LRUCache(maxsize=KEY_MEMO_ENTRIES)
-    hits = CardHits(app.state.card_keys)
+    hits = CardHits(app.state)
     _install_error_handlers(app)
     _install_routes(app)
     app.include_router(screenshots.router)
@@ -372,18 +372,20 @@ _RAW_HEADERS: LRUCache[_HeaderKey, list[tuple[bytes, bytes]]] = LRUCache(maxsize
 
 
 class CardHits:
-    """The front layer's cache hits (``front.py``): the reply to a ``GET|HEAD /og.png`` query
-    seen before whose card is fresh in memory, or None.
+    """The front layer's road for ``GET|HEAD /og.png`` (``front.py``): a card fresh in memory
+    for a query seen before (:meth:`hit`), else the card found or made (:meth:`made`).
 
-    Holds the memo and, once the app has started, the service, so that a hit reads neither
-    through the app's state object.
+    Holds the memo, the app's state and, once the app has started, the service, so that a hit
+    reads neither through the app's state object.
     """
 
-    def __init__(self, memo: LRUCache[bytes, str]) -> None:
-        self.memo = memo
+    def __init__(self, state: Any) -> None:
+        self.state = state
+        self.memo: LRUCache[bytes, str] = state.card_keys
         self.service: CardService | None = None
 
-    def __call__(self, scope: Scope) -> Reply | None:
+    def hit(self, scope: Scope) -> Reply | None:
+        """The reply when the query was seen before and its card is fresh in memory, or None."""
         service = self.service
         key = self.memo.get(scope["query_string"])
         if key is None or service is None:
@@ -392,6 +394,32 @@ class CardHits:
         if result is None:
             return None
         return _card_reply_raw(scope, result)
+
+    async def made(self, scope: Scope) -> Reply | None:
+        """The reply to any other card query: the card from the cache or made now
+        (:func:`card_for_query`), or the JSON error; None leaves the request to the app (a
+        query over its length limit, which the app refuses, or a service not started yet).
+
+        The app's layers between the front and the card (the framework's handler of the
+        unexpected, the body and query limits, the router) would add a tenth of a millisecond
+        to every card made while its crawler waits, for nothing this request needs: it has no
+        body, and its faults get the same answers here.
+        """
+        query = scope["query_string"]
+        if self.service is None or len(query) > MAX_QUERY_BYTES:
+            return None
+        try:
+            return _card_reply_raw(scope, await card_for_query(self.state, query))
+        except OgshotError as exc:
+            return _reply_of(error_response(exc.status, exc.code, exc.detail, exc.headers()))
+        except Exception:
+            # As the app's own handler of the unexpected answers it (_install_error_handlers).
+            log.exception("unexpected error on %s", scope["path"])
+            return _reply_of(error_response(500, "internal", "an unexpected error occurred"))
+
+
+def _reply_of(response: Response) -> Reply:
+    return response.status_code, response.raw_headers, bytes(response.body)
 
 
 def _card_reply_raw(scope: Scope, result: CardResult) -> Reply:

@@ -12,17 +12,19 @@ the request, with one wrapper around ``send``:
 - the request's metrics and its access log line (``ops.py``), for every answer: this layer's
   own and the framework's 500s included.
 
-And a card fresh in memory, for a ``GET|HEAD /og.png`` query seen before, is answered right
-here (the ``hit`` callable, :class:`ogshot.api.CardHits`): a cache hit, the most common
-request by far, meets no other layer. A request that carries a body (``Content-Length`` or
-``Transfer-Encoding``) never takes that road, so the body cap and the framing rule still see it.
+And a ``GET|HEAD /og.png`` request is answered right here (:class:`CardRoad`, which
+:class:`ogshot.api.CardHits` is): a card fresh in memory for a query seen before at once, the
+most common request by far; any other card once found or made, with the same answers (errors
+included) as the app's route would give. Neither meets another layer. A request that carries a
+body (``Content-Length`` or ``Transfer-Encoding``) never takes that road, so the body cap and the
+framing rule still see it.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from typing import Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -36,8 +38,16 @@ log = logging.getLogger(__name__)
 
 #: A ready answer: status, raw headers (never changed by the caller), body.
 Reply = tuple[int, list[tuple[bytes, bytes]], bytes]
-#: Answers a ``GET|HEAD /og.png`` request from memory, or None to let the app answer.
-HitReply = Callable[[Scope], Reply | None]
+
+
+class CardRoad(Protocol):
+    """Answers ``GET|HEAD /og.png`` requests without a body (``api.CardHits``)."""
+
+    def hit(self, scope: Scope) -> Reply | None:
+        """The reply from memory, at once, or None."""
+
+    async def made(self, scope: Scope) -> Reply | None:
+        """The reply once the card is found or made, or its error; None lets the app answer."""
 
 _FRAMING_LENGTH = 1
 _FRAMING_CHUNKED = 2
@@ -47,10 +57,10 @@ _FRAMING_BOTH = _FRAMING_LENGTH | _FRAMING_CHUNKED
 class Front:
     """Outermost layer of the app, outside the framework's own; see the module docstring."""
 
-    def __init__(self, app: ASGIApp, rule: ClientRule, hit: HitReply) -> None:
+    def __init__(self, app: ASGIApp, rule: ClientRule, cards: CardRoad) -> None:
         self.app = app
         self.rule = rule
-        self.hit = hit
+        self.cards = cards
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -71,6 +81,7 @@ class Front:
         ctx = logs.begin(rid)
         rid_header = (b"x-request-id", rid.encode("ascii"))
         method = scope["method"]
+        head = method == "HEAD"
 
         status = 500
         cache: str | None = None
@@ -85,15 +96,20 @@ class Front:
             scope = origin_form(scope)
             if not framing and scope["path"] == "/og.png" and method in ("GET", "HEAD"):
                 try:
-                    reply = self.hit(scope)
+                    reply = self.cards.hit(scope)
                 except Exception:
-                    # The app's own road answers instead (and, meeting the same fault, logs it
-                    # and answers 500 inside the framework's handler of the unexpected).
+                    # The card's own road answers instead (and, meeting the same fault, logs it
+                    # and answers 500).
                     log.warning("the cache hit's short road failed", exc_info=True)
                     reply = None
                 if reply is not None:
-                    status, headers, body = reply
                     cache = "hit"
+                else:
+                    reply = await self.cards.made(scope)
+                    if reply is not None:
+                        cache = _cache_of(reply[1])
+                if reply is not None:
+                    status, headers, body = reply
                     await send(
                         {
                             "type": "http.response.start",
@@ -101,10 +117,9 @@ class Front:
                             "headers": [*headers, rid_header],
                         }
                     )
-                    await send({"type": "http.response.body", "body": body})
+                    await send({"type": "http.response.body", "body": b"" if head else body})
                     return
 
-            head = method == "HEAD"
             if head:
                 scope = {**scope, "method": "GET"}
             # Both lengths given: a possible smuggling attempt, answered and then closed.
@@ -144,3 +159,11 @@ class Front:
                     cache=cache,
                 )
                 access_log.log(level, logs.access_message(ctx), extra=access_fields(ctx))
+
+
+def _cache_of(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """How a card was served, from its reply's ``X-Ogshot-Cache`` header (None on an error)."""
+    for name, value in headers:
+        if name == b"x-ogshot-cache":
+            return value.decode("latin-1")
+    return None

@@ -153,10 +153,10 @@ def test_an_unexpected_error_is_a_json_500_with_its_request_id_counted_and_logge
     assert value(text, "ogshot_requests_total", route="/broken", status="500") == 1
 
 
-def test_a_fault_in_the_hit_road_is_logged_and_the_framework_500_not_a_bare_one(
+def test_a_fault_in_the_hit_road_is_logged_and_the_card_still_answered(
     client: TestClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    _warm(client)
+    warm = _warm(client)
     service = client.app.state.service  # type: ignore[attr-defined]
 
     def broken(key: str) -> None:
@@ -165,16 +165,51 @@ def test_a_fault_in_the_hit_road_is_logged_and_the_framework_500_not_a_bare_one(
     monkeypatch.setattr(service, "fresh_hit", broken)
     with caplog.at_level(logging.WARNING, logger="ogshot.front"):
         r = client.get(URL, headers={"X-Request-Id": "fault-2"})
-    assert r.status_code == 500
-    assert r.json()["error"] == "internal"
+    # The card's full road answers instead: the same card, from the cache.
+    assert r.status_code == 200
+    assert r.headers["etag"] == warm["etag"]
     assert r.headers["x-request-id"] == "fault-2"
-    # The short road's own fault is logged there, not only met again by the app's road.
+    # The short road's own fault is logged there.
     assert any(
         rec.name == "ogshot.front"
         and rec.exc_info
         and "a fault in the hit road" in str(rec.exc_info[1])
         for rec in caplog.records
     )
+
+
+def test_a_fault_making_a_card_is_a_logged_json_500_with_its_request_id(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    service = client.app.state.service  # type: ignore[attr-defined]
+
+    async def broken(key: str, card: object) -> None:
+        raise RuntimeError("a fault making the card")
+
+    monkeypatch.setattr(service, "card_for_key", broken)
+    with caplog.at_level(logging.INFO):
+        r = client.get(URL, headers={"X-Request-Id": "fault-3"})
+        head = client.head(URL, headers={"X-Request-Id": "fault-4"})
+    assert r.status_code == 500
+    assert r.json() == {"error": "internal", "detail": "an unexpected error occurred"}
+    assert r.headers["cache-control"] == "no-store"
+    assert r.headers["x-request-id"] == "fault-3"
+    assert head.status_code == 500 and head.content == b""
+    assert head.headers["x-request-id"] == "fault-4"
+    assert any(
+        rec.name == "ogshot"
+        and rec.exc_info
+        and "a fault making the card" in str(rec.exc_info[1])
+        for rec in caplog.records
+    )
+    (line,) = [
+        rec
+        for rec in caplog.records
+        if rec.name == "ogshot.access" and rec.__dict__.get("request_id") == "fault-3"
+    ]
+    assert line.__dict__["status"] == 500 and line.__dict__["route"] == "/og.png"
+    text = client.get("/metrics").text
+    assert value(text, "ogshot_requests_total", route="/og.png", status="500") == 2  # GET, HEAD
 
 
 async def _without_raw_path(app: Any, path: str) -> list[dict[str, Any]]:
