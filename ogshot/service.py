@@ -181,6 +181,8 @@ class CardService:
         #: The key's JSON around the card's fields, per layout, capture choice and versions.
         self._key_frames: dict[tuple[object, ...], tuple[str, str]] = {}
         self._inflight: dict[str, asyncio.Task[CardResult]] = {}
+        #: The requests waiting on each task of ``_inflight`` (see :meth:`_fly`).
+        self._waiters: dict[asyncio.Task[CardResult], list[asyncio.Future[CardResult]]] = {}
         self._meta_inflight: dict[str, asyncio.Task[PageMeta]] = {}
         self._refresh_failed: TTLCache[str, float] = TTLCache(
             maxsize=4096, ttl=_REFRESH_BACKOFF, timer=clock
@@ -345,7 +347,7 @@ class CardService:
             if not leader:
                 metrics.coalesced_wait("task")
             try:
-                result = await asyncio.shield(task)
+                result = await self._outcome(task)
             except RateLimited:
                 if leader or attempt == 2:
                     raise
@@ -360,16 +362,69 @@ class CardService:
     def _start(self, key: str, card: Card, stale: Entry | None) -> asyncio.Task[CardResult]:
         # The work runs in its own task, so that a client hanging up does not cancel it for the
         # others waiting on the same key.
-        task = asyncio.create_task(self._produce(key, card, stale), name=f"card-{key[5:17]}")
+        waiters: list[asyncio.Future[CardResult]] = []
+        task = asyncio.create_task(
+            self._fly(key, card, stale, waiters), name=f"card-{key[5:17]}"
+        )
         self._inflight[key] = task
+        self._waiters[task] = waiters
         task.add_done_callback(partial(self._settle, key))
         return task
+
+    async def _fly(
+        self, key: str, card: Card, stale: Entry | None, waiters: list[asyncio.Future[CardResult]]
+    ) -> CardResult:
+        """The shared work for one key, handing its outcome to every request waiting on it.
+
+        Each request waits on a future of its own (:meth:`_outcome`): a request that goes away
+        cancels only that. They are settled here, as the work ends, rather than from the task's
+        own completion, which the event loop would only report on its next turn: a cold card's
+        crawler waits one turn less.
+        """
+        try:
+            result = await self._produce(key, card, stale)
+        except asyncio.CancelledError:
+            self._land(key)
+            for waiter in waiters:
+                waiter.cancel()
+            raise
+        except Exception as exc:
+            self._land(key)
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+            raise
+        self._land(key)
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(result)
+        return result
+
+    def _land(self, key: str) -> None:
+        """The running flight leaves the in-flight table before any of its waiters resumes: a
+        request coming after them must not join work that has ended."""
+        if self._inflight.get(key) is asyncio.current_task():
+            del self._inflight[key]
+
+    def _outcome(self, task: asyncio.Task[CardResult]) -> Awaitable[CardResult]:
+        """What the shared work in ``task`` comes to, for one request, without cancelling the
+        work when that request is cancelled."""
+        if task.done():  # cancelled before it began: still in the table until it is settled
+            return task
+        waiter: asyncio.Future[CardResult] = asyncio.get_running_loop().create_future()
+        self._waiters[task].append(waiter)
+        return waiter
 
     def _settle(self, key: str, task: asyncio.Task[CardResult]) -> None:
         if self._inflight.get(key) is task:
             del self._inflight[key]
-        if not task.cancelled():
-            task.exception()  # retrieved here: every waiter already got it, or none is left
+        waiters = self._waiters.pop(task, [])
+        if task.cancelled():
+            # Cancelled before it began, _fly never ran: its waiters are told here.
+            for waiter in waiters:
+                waiter.cancel()
+            return
+        task.exception()  # retrieved here: every waiter already got it, or none is left
 
     async def _produce(self, key: str, card: Card, stale: Entry | None) -> CardResult:
         if stale is None:

@@ -121,6 +121,27 @@ def test_a_waiter_that_hangs_up_does_not_cancel_the_shared_render(
     assert result.source == "coalesced"
 
 
+def test_a_request_joining_work_cancelled_before_it_began_is_not_left_waiting(
+    layouts: LayoutRegistry, fonts: FontSet
+) -> None:
+    svc = SlowService(make_settings(), layouts=layouts, fonts=fonts, delay=0.1)
+    card = parse_card(CARD)
+    key = svc.key(card)
+
+    async def run() -> tuple[bool, bool]:
+        work = svc._start(key, card, None)
+        work.cancel()  # as closing the service does, before the work's first step
+        # A request joins before that step: the work's own code never runs to tell it.
+        joined = asyncio.ensure_future(svc._outcome(work))
+        done, _ = await asyncio.wait([joined], timeout=2)
+        # And one joining after it has ended is not left waiting either.
+        late = asyncio.ensure_future(svc._outcome(work))
+        done_late, _ = await asyncio.wait([late], timeout=2)
+        return joined in done and joined.cancelled(), late in done_late and late.cancelled()
+
+    assert asyncio.run(run()) == (True, True)
+
+
 def test_a_failed_render_reaches_every_waiter_and_the_next_request_retries(
     layouts: LayoutRegistry, fonts: FontSet
 ) -> None:
