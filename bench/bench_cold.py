@@ -10,10 +10,17 @@ render + PNG (``make_card_bytes``) of a card of the same kind, timed on a thread
 service's render threads' priority. Every request asks for a title never asked for before, on
 both sides, so no cache of either side helps.
 
+It also starts ``bench/floor_app.py``, the floor: a bare ASGI app under ``ogshot serve``'s own
+HTTP stack (uvicorn and ogshot's connection protocol) that only hands the same render to a
+thread and answers its bytes, timing the render there (``X-Render-Ms``). What ogshot adds to a
+cold card over HTTP is then split in two: the HTTP stack and the thread hop (the floor's time
+above its render) and ogshot's own request path (the rest).
+
 Figures (medians, ms): ogshot over HTTP, ogshot in process, and the difference, the cost of
 everything around the render (HTTP, parsing, key, admission, coalescing, the render thread's
-hand-off, ETag, cache store, the log line); @vercel/og over HTTP and in process (its server
-times the render around ``ImageResponse``, sent back as ``X-Render-Ms``); the ratios.
+hand-off, ETag, cache store, the log line); the floor's time above its render; @vercel/og over
+HTTP and in process (its server times the render around ``ImageResponse``, sent back as
+``X-Render-Ms``); the ratios.
 
 @vercel/og needs ``npm install @vercel/og@0.11.1 satori@0.33.5`` in a folder outside the
 repository, passed as ``--vercel-modules DIR`` (or ``OGSHOT_BENCH_VERCEL_MODULES=DIR``).
@@ -119,6 +126,13 @@ def measure(n: int = 100, modules: str | None = None) -> dict[str, Any]:
             assert modules is not None
             node_port = stack.enter_context(_vercel_server(modules, cwd / "node.log"))
             node = stack.enter_context(_closing(KeepAlive(node_port)))
+        floor_port = free_port()
+        floor_cmd = [sys.executable, "-m", "bench.floor_app", str(floor_port)]
+        floor_env = {**base_env, "PYTHONPATH": str(HERE.parent)}
+        stack.enter_context(
+            _server(floor_cmd, floor_env, cwd, f"http://127.0.0.1:{floor_port}/healthz")
+        )
+        floor = stack.enter_context(_closing(KeepAlive(floor_port)))
         sizes = [fit_box(t, layout.title, sizing).size for t in peer]
 
         def ogshot_http(i: int) -> int:
@@ -156,7 +170,19 @@ def measure(n: int = 100, modules: str | None = None) -> dict[str, Any]:
             peer_render.append(float(headers["x-render-ms"]) / 1000)
             return len(body)
 
-        sides = [ogshot_http, ogshot_in_process] + ([vercel_http] if node is not None else [])
+        floor_titles = titles("d")
+        floor_render: list[float] = []
+
+        def floor_http(i: int) -> int:
+            q = _query(title=floor_titles[i], subtitle=SUBTITLE, site=SITE, theme="dark")
+            status, headers, body = floor.get(f"/og.png?{q}")
+            if status != 200:
+                raise RuntimeError(f"the floor's server answered {status}")
+            floor_render.append(float(headers["x-render-ms"]) / 1000)
+            return len(body)
+
+        sides = [ogshot_http, ogshot_in_process, floor_http]
+        sides += [vercel_http] if node is not None else []
         samples: list[list[float]] = [[] for _ in sides]
         sizes_seen: list[int] = [0 for _ in sides]
         for i in range(total):
@@ -173,17 +199,22 @@ def measure(n: int = 100, modules: str | None = None) -> dict[str, Any]:
     # The overhead: median of the per-round differences, each pair taken back to back.
     diffs = [h - r for h, r in zip(samples[0], in_process_times, strict=True)]
     out["overhead_ms"] = statistics.median(diffs) * 1000
+    out["floor_http"] = summary(samples[2]) | {"bytes": sizes_seen[2]}
+    out["floor_overhead_ms"] = (
+        statistics.median(h - r for h, r in zip(samples[2], floor_render[warm:], strict=True))
+        * 1000
+    )
     if node is None:
         out["vercel_og"] = {"skipped": skipped}
         return out
-    out["vercel_og_http"] = summary(samples[2]) | {"bytes": sizes_seen[2]}
+    out["vercel_og_http"] = summary(samples[3]) | {"bytes": sizes_seen[3]}
     out["vercel_og_in_process"] = summary(peer_render[warm:])
     out["ratio_http"] = out["vercel_og_http"]["median_ms"] / out["ogshot_http"]["median_ms"]
     out["ratio_in_process"] = (
         out["vercel_og_in_process"]["median_ms"] / out["ogshot_in_process"]["median_ms"]
     )
     out["vercel_og_overhead_ms"] = (
-        statistics.median(h - r for h, r in zip(samples[2], peer_render[warm:], strict=True)) * 1000
+        statistics.median(h - r for h, r in zip(samples[3], peer_render[warm:], strict=True)) * 1000
     )
     return out
 
@@ -228,6 +259,11 @@ def main() -> None:
     print(
         f"ogshot's cold overhead above its in-process render: {fig['overhead_ms']:.2f} ms "
         f"(target <= {OVERHEAD_TARGET_MS:g} ms: {verdict})"
+    )
+    print(
+        f"the floor, a bare ASGI app under ogshot serve's HTTP stack doing the same render on "
+        f"a thread: {fig['floor_overhead_ms']:.2f} ms above its render; ogshot's own request "
+        f"path: {fig['overhead_ms'] - fig['floor_overhead_ms']:.2f} ms"
     )
     if "ratio_http" in fig:
         print(

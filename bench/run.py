@@ -145,7 +145,11 @@ def report_lines(fig: dict[str, Any]) -> list[str]:
     say(bench_render.table(fig["render"], bench_cold.rows(cold)))
     say("")
     cold_line = (
-        f"Cold title card over HTTP: {cold['overhead_ms']:.2f} ms above the in-process render"
+        f"Cold title card over HTTP: {cold['overhead_ms']:.2f} ms above the in-process render, "
+        f"of which the HTTP stack and the render thread's hop alone (a bare ASGI app under "
+        f"`ogshot serve`'s server doing the same render, `bench/floor_app.py`) take "
+        f"{cold['floor_overhead_ms']:.2f} ms and ogshot's own request path "
+        f"{cold['overhead_ms'] - cold['floor_overhead_ms']:.2f} ms"
     )
     if "ratio_http" in cold:
         cold_line += (

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from . import __version__
 from .card import CARD_FIELDS, MAX_QUERY_BYTES, Card, parse_card
@@ -55,12 +55,24 @@ def _card_options(parser: argparse.ArgumentParser) -> None:
 HEADERS_ROOM = 16 * 1024
 
 
-def _serve(args: argparse.Namespace, settings: Settings) -> int:
+def serve_protocol(settings: Settings) -> Any:
+    """The connection protocol ``ogshot serve`` hands uvicorn (``connection.py``), with the
+    settings' deadlines. A partial of a module-level class: it pickles, so every worker process
+    gets the deadlines."""
     from functools import partial
 
+    from .connection import DeadlineH11Protocol
+
+    return partial(
+        DeadlineH11Protocol,
+        header_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
+    )
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from .connection import DeadlineH11Protocol
     from .logs import log_config, secret_values
     from .startup import preflight
 
@@ -70,12 +82,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     log = logging.getLogger("ogshot.startup")
     for line in preflight(settings):
         log.info("%s", line)
-    # A partial of a module-level class: it pickles, so every worker process gets the deadlines.
-    protocol = partial(
-        DeadlineH11Protocol,
-        header_timeout=settings.header_timeout,
-        body_timeout=settings.body_timeout,
-    )
+    protocol = serve_protocol(settings)
     own_dir = None
     metrics_dir = settings.metrics_dir
     if args.workers > 1 and not metrics_dir:
@@ -110,7 +117,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             # (OGSHOT_TRUSTED_PROXIES, ogshot/clients.py) and no other.
             proxy_headers=False,
             timeout_graceful_shutdown=settings.shutdown_timeout,
-            http=protocol,  # type: ignore[arg-type]
+            http=protocol,
             # A request head must hold the longest valid card's query (414 beyond it, from the
             # app) plus ordinary headers; h11's own default (16 KiB) would cut it short (400).
             h11_max_incomplete_event_size=MAX_QUERY_BYTES + HEADERS_ROOM,
