@@ -84,10 +84,10 @@ class ClientCounts:
         self.clock = clock
         #: client key → [window index, count of the window before it, count of that window];
         #: in the order of the window index (oldest first).
-        self._counts: dict[str, list[int]] = {}
+        self._counts: dict[str, list[float]] = {}
         #: The shared counts of the clients that found the map full.
-        self._overflow = [0, 0, 0]
-        self._swept = float("-inf")
+        self._overflow: list[float] = [0, 0, 0]
+        self._sweep_at = float("-inf")
         self._warned = False
 
     def __len__(self) -> int:
@@ -96,46 +96,58 @@ class ClientCounts:
     def hit(self, key: str) -> int:
         """Count one card for ``key`` if its budget allows it: 0 when it does, otherwise the
         seconds to wait before it may (its ``Retry-After``), from 1 up to the window's length."""
+        # The common case (a client already counted in this window) runs in this method alone,
+        # touching as little as it can: on a cold cache every line of code and data costs.
         now = self.clock()
-        if now - self._swept >= self.SWEEP_EVERY:
+        if now >= self._sweep_at:
             self.sweep(now)
         period = self.period
-        window = int(now // period)
-        counts = self._counts
-        entry = counts.get(key)
-        if entry is None:
-            if len(counts) < self.maxsize or self._make_room(now):
-                entry = counts[key] = [window, 0, 0]
-            else:
-                entry = self._overflow
-                if not self._warned:
-                    self._warned = True
-                    log.warning(
-                        "the in-memory budget holds %d clients; new ones share one budget until "
-                        "older counts expire",
-                        self.maxsize,
-                    )
-        gap = window - entry[0]
-        if gap <= 0:
-            before, current = entry[1], entry[2]
-        elif gap == 1:
-            before, current = entry[2], 0
-        else:
-            before = current = 0
+        window = now // period
+        entry = self._counts.get(key)
+        if entry is None or entry[0] != window:
+            entry = self._turn(key, entry, window, now)
+        before = entry[1]
+        current = entry[2]
         # Seconds left in the current window: the share of the window before still inside the
         # sliding window, times that window's length.
         left = (window + 1) * period - now
         if before * left / period + current < self.limit:
-            entry[1] = before
             entry[2] = current + 1
-            if gap > 0:
-                entry[0] = window
-                if entry is not self._overflow:
-                    del counts[key]  # keep the map in window order: to the back
-                    counts[key] = entry
             return 0
-        # Refused: come back when the weighted count is one lower (the window before's share
-        # shrinks by one card every period/before seconds) or the current window ends.
+        return self._wait(before, current, left)
+
+    def _turn(self, key: str, entry: list[float] | None, window: float, now: float) -> list[float]:
+        """``key``'s counts brought to ``window``: a new client's, or the last window's count
+        becoming the window before (moved to the back of the map, which stays in window order)."""
+        counts = self._counts
+        if entry is None:
+            if len(counts) < self.maxsize or self._make_room(now):
+                entry = counts[key] = [window, 0, 0]
+                return entry
+            entry = self._overflow
+            if not self._warned:
+                self._warned = True
+                log.warning(
+                    "the in-memory budget holds %d clients; new ones share one budget until "
+                    "older counts expire",
+                    self.maxsize,
+                )
+            if entry[0] == window:
+                return entry
+        elif entry[0] > window:
+            return entry  # a clock that went back: count in the entry's window
+        entry[1] = entry[2] if entry[0] == window - 1 else 0
+        entry[2] = 0
+        entry[0] = window
+        if entry is not self._overflow:
+            del counts[key]
+            counts[key] = entry
+        return entry
+
+    def _wait(self, before: float, current: float, left: float) -> int:
+        """The Retry-After of a refusal: until the weighted count is one lower (the window
+        before's share shrinks by one card every period/before seconds) or the window ends."""
+        period = self.period
         wait = left % (period / before) if before else period
         if current:
             wait = min(wait, left % period)
@@ -145,12 +157,12 @@ class ClientCounts:
 
     def sweep(self, now: float) -> None:
         """Forget the clients whose counts have all expired (a window and more ago)."""
-        self._swept = now
+        self._sweep_at = now + self.SWEEP_EVERY
         counts = self._counts
         if not counts:
             return
         # A client last counted in window w weighs nothing from window w + 2 on.
-        alive_from = int(now // self.period) - 1
+        alive_from = now // self.period - 1
         expired = []
         for key, entry in counts.items():
             if entry[0] >= alive_from:
