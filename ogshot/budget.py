@@ -54,9 +54,9 @@ class ClientCounts:
     (the count plus one stays within it). A refusal is not counted.
 
     Memory is bounded two ways. A client's counts expire two windows after the start of the
-    window of its last allowed card (they weigh nothing by then); the clients are kept in the
-    order of their last counted window, so expired ones are always at the front and a walk to
-    forget them (at most once every :attr:`SWEEP_EVERY` seconds) stops at the first live one.
+    last window it asked for a card in (they weigh nothing by then); the clients are kept in the
+    order of that window, so expired ones are always at the front and a walk to forget them
+    (at most once every :attr:`SWEEP_EVERY` seconds) stops at the first live one.
     And at most ``maxsize`` clients are held: when the map is full after expired clients have
     gone, a new client is counted on one shared overflow budget instead. Live counts are never
     dropped: a client spraying new addresses cannot evict its own spent budgets to get fresh
