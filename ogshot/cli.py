@@ -57,16 +57,19 @@ HEADERS_ROOM = 16 * 1024
 
 def serve_protocol(settings: Settings) -> Any:
     """The connection protocol ``ogshot serve`` hands uvicorn (``connection.py``), with the
-    settings' deadlines. A partial of a module-level class: it pickles, so every worker process
-    gets the deadlines."""
+    settings' deadlines and the request head bound. A partial of a module-level class: it
+    pickles, so every worker process gets them."""
     from functools import partial
 
-    from .connection import DeadlineH11Protocol
+    from .connection import DeadlineProtocol
 
     return partial(
-        DeadlineH11Protocol,
+        DeadlineProtocol,
         header_timeout=settings.header_timeout,
         body_timeout=settings.body_timeout,
+        # A request head must hold the longest valid card's query (414 beyond it, from the app)
+        # plus ordinary headers.
+        max_head=MAX_QUERY_BYTES + HEADERS_ROOM,
     )
 
 
@@ -118,9 +121,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             proxy_headers=False,
             timeout_graceful_shutdown=settings.shutdown_timeout,
             http=protocol,
-            # A request head must hold the longest valid card's query (414 beyond it, from the
-            # app) plus ordinary headers; h11's own default (16 KiB) would cut it short (400).
-            h11_max_incomplete_event_size=MAX_QUERY_BYTES + HEADERS_ROOM,
+            ws="none",  # no WebSocket routes: an upgrade request is answered as plain HTTP
         )
     finally:
         if own_dir is not None:

@@ -1,8 +1,9 @@
-"""The connection protocol ``ogshot serve`` runs: uvicorn's h11 protocol with two deadlines.
+"""The connection protocol ``ogshot serve`` runs: uvicorn's httptools protocol, with bounds.
 
-uvicorn bounds only the idle time between requests. A client that sends one header byte every
-few seconds, or declares a body and never sends it, holds a connection (and, for a body, a
-request task) for as long as it likes. Here each request gets:
+uvicorn parses requests with llhttp (``httptools``) and bounds only the idle time between
+requests. A client that sends one header byte every few seconds, streams headers without end,
+or declares a body and never sends it, holds a connection (and, for a body, a request task) for
+as long as it likes, and an endless head grows in memory all that time. Here each request gets:
 
 - ``header_timeout``: from the first byte of a request (or the end of the previous answer) to
   the end of its headers. Past it the client gets a 408 when it had started a request, and the
@@ -10,13 +11,25 @@ request task) for as long as it likes. Here each request gets:
 - ``body_timeout``: from the end of the headers to the end of the body, whether or not the app
   reads it. Past it the connection is closed (the app sees a disconnect); a 408 goes out first
   when no answer has started.
+- ``max_head``: the bytes of its head (request line and headers). Past it, or when the parser
+  rejects the request (bad syntax, ``Transfer-Encoding`` with ``Content-Length``, a NUL in the
+  target...), the client gets a 400 and the connection is closed, after the answers to the
+  requests before it on the connection: a rejected request never cuts into them.
 
-Both are totals, not gaps between bytes: dripping bytes does not extend them.
+Both deadlines are totals, not gaps between bytes: dripping bytes does not extend them.
+
+Pipelined requests: the parser reads every request it is given at once, answered or not. Once a
+request waits behind another's answer, the rest of what was read waits unparsed and the socket
+is not read until the answers before it are out: a client cannot queue requests faster than
+they are answered.
 
 It also paces clients that were refused (see ``pacing.py``): when a request's first bytes come
 from a client told to come back later (429/503 with ``Retry-After``) before that time, the
 connection stops reading for what is left of it, at most ``OGSHOT_REFUSAL_PAUSE`` seconds, and
 then serves the request as any other. Neither deadline runs while a request is held.
+
+There is no protocol switch: a request asking to upgrade (WebSocket, ``h2c``) is answered as
+plain HTTP and the connection closes after its answer.
 """
 
 from __future__ import annotations
@@ -25,23 +38,41 @@ import asyncio
 import json
 from typing import Any
 
-import h11
+import httptools
 from uvicorn.config import Config
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from .errors import RequestTimeout
+from .errors import BadRequest, OgshotError, RequestTimeout
 from .pacing import PACER, Pacer
 
-_TIMEOUT = RequestTimeout("the request did not arrive in time")
-_TIMEOUT_BODY = json.dumps({"error": _TIMEOUT.code, "detail": _TIMEOUT.detail}).encode()
-_TIMEOUT_REPLY = (
-    b"HTTP/1.1 408 Request Timeout\r\n"
-    b"content-type: application/json\r\n"
-    b"cache-control: no-store\r\n"
-    b"connection: close\r\n"
-    b"content-length: " + str(len(_TIMEOUT_BODY)).encode() + b"\r\n\r\n" + _TIMEOUT_BODY
-)
+
+def _reply(error: OgshotError) -> bytes:
+    """A whole JSON error answer that closes the connection."""
+    body = json.dumps({"error": error.code, "detail": error.detail}).encode()
+    return (
+        b"HTTP/1.1 %d %s\r\n"
+        b"content-type: application/json\r\n"
+        b"cache-control: no-store\r\n"
+        b"connection: close\r\n"
+        b"content-length: %d\r\n\r\n%s" % (error.status, _REASONS[error.status], len(body), body)
+    )
+
+
+_REASONS = {400: b"Bad Request", 408: b"Request Timeout"}
+_TIMEOUT_REPLY = _reply(RequestTimeout("the request did not arrive in time"))
+_MALFORMED_REPLY = _reply(BadRequest("the request is not valid HTTP/1.1"))
+_HEAD_TOO_LARGE_REPLY = _reply(BadRequest("the request line and headers are too large"))
+
+#: Bytes given to the parser at once (see ``DeadlineProtocol._feed``).
+_PIECE = 4096
+
+#: Where the parser is in the request it reads now.
+_IDLE, _HEAD, _BODY = "idle", "head", "body"
+
+
+class _Rejected(Exception):
+    """Raised inside a parser callback to stop it at a request that is refused."""
 
 
 class _HeadWithBody:
@@ -50,8 +81,9 @@ class _HeadWithBody:
 
     uvicorn writes a response's head as soon as the app starts the response, then the body: on
     a cold card, two sends, each waking the client, a fifth of a millisecond apart. Only for
-    ``GET|HEAD /og.png``, whose answers are one head and one body, never a stream, and whose
-    requests carry no body (so no ``100 Continue`` to hold back either).
+    ``GET /og.png``, whose answers are one head and one body (empty for a 304), never a stream,
+    and whose requests carry no body (so no ``100 Continue`` to hold back either). A ``HEAD``
+    answer is its head alone, already one write, and no body write would ever release it.
     """
 
     def __init__(self, transport: asyncio.Transport) -> None:
@@ -78,7 +110,7 @@ class _HeadWithBody:
         return getattr(self._transport, name)
 
 
-class DeadlineH11Protocol(H11Protocol):
+class DeadlineProtocol(HttpToolsProtocol):
     """One connection; see the module docstring. Built by uvicorn for each accepted socket."""
 
     def __init__(
@@ -90,12 +122,27 @@ class DeadlineH11Protocol(H11Protocol):
         *,
         header_timeout: float,
         body_timeout: float,
+        max_head: int,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.header_timeout = header_timeout
         self.body_timeout = body_timeout
+        self.max_head = max_head
         self._deadline: asyncio.TimerHandle | None = None
         self._waiting_for: str | None = None
+        self._phase = _IDLE
+        #: Bytes of the current head read so far (see ``_feed``).
+        self._head_bytes = 0
+        #: Whether ``_head_bytes`` counts whole pieces: false for a head that began after another
+        #: request ended within the same piece, until that piece is counted.
+        self._whole_pieces = True
+        self._ended_in_piece = False
+        #: Bytes read but not parsed yet, because a request waits behind another's answer.
+        self._unparsed = bytearray()
+        #: The answer to a request the parser (or a check of ours) rejects.
+        self._rejection = _MALFORMED_REPLY
+        #: The answer owed once the answers before it are out: the connection reads no more.
+        self._refusal: bytes | None = None
         pacer = app_state.get(PACER)
         self._pacer: Pacer | None = pacer if isinstance(pacer, Pacer) else None
         #: A request's first bytes held back while its client is paced, and the timer that ends it.
@@ -110,35 +157,160 @@ class DeadlineH11Protocol(H11Protocol):
         if self._held is not None:
             self._held.append(data)  # already on its way when reading paused: it waits too
             return
+        if self._refusal is not None:
+            return  # nothing after a rejected request is read
         if self._pacer is not None and self._at_request_start():
             peer = self.client[0] if self.client else None
             pause = self._pacer.hold_for(peer, data)
             if pause > 0:
                 self._hold(data, pause)
                 return
-        super().data_received(data)
-        self._join_head_and_body()
+        self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
+        """Parse ``data``, a piece at a time, until a request waits behind another's answer.
+
+        The parser reads every request it is given at once, however many answers are owed
+        before them: fed a flood of pipelined requests, it would queue them without end. So
+        once one waits, the rest of the bytes wait unparsed (and the socket unread) until the
+        answers before it are out.
+        """
+        self._unset_keepalive_if_required()
+        if self._unparsed:
+            self._unparsed += data
+            self.flow.pause_reading()
+            return
+        if len(data) <= _PIECE:
+            self._parse(data)
+        else:
+            view = memoryview(data)
+            for start in range(0, len(data), _PIECE):
+                if not self._parse(view[start : start + _PIECE]):
+                    break
+                if self.pipeline and start + _PIECE < len(data):
+                    self._unparsed = bytearray(view[start + _PIECE :])
+                    self.flow.pause_reading()
+                    break
         self._follow()
 
-    def _join_head_and_body(self) -> None:
-        """Give a new ``GET|HEAD /og.png`` cycle the one-write view of the connection."""
+    def _parse(self, piece: bytes | memoryview) -> bool:
+        """Feed one piece to the parser; False when the connection reads no more."""
+        self._ended_in_piece = False
+        try:
+            self.parser.feed_data(piece)
+        except httptools.HttpParserUpgrade:
+            # No protocol switch: the request is answered as plain HTTP, then the connection
+            # closes (the parser reads nothing after an upgrade request).
+            self._refuse(None)
+            return False
+        except httptools.HttpParserError:
+            self._refuse(self._rejection)
+            return False
+        if self._phase == _HEAD:  # a head still incomplete at the end of this piece
+            if self._whole_pieces:
+                self._head_bytes += len(piece)
+            else:  # it began mid-piece, after another request: count what it holds so far
+                self._head_bytes = self._head_size()
+                self._whole_pieces = True
+            if self._head_bytes > self.max_head:
+                self._refuse(_HEAD_TOO_LARGE_REPLY)
+                return False
+        return True
+
+    def _head_size(self) -> int:
+        """Bytes of the head parsed so far: target, header names and values, separators."""
+        size = len(self.url) + 16  # the request line's method, spaces, version and line end
+        for name, value in self.headers:
+            size += len(name) + len(value) + 4
+        return size
+
+    # Parser callbacks
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._phase = _HEAD
+        self._head_bytes = 0
+        self._whole_pieces = not self._ended_in_piece
+
+    def on_headers_complete(self) -> None:
+        size = len(self.url) + 16
+        hosts = 0
+        for name, value in self.headers:
+            size += len(name) + len(value) + 4
+            hosts += name == b"host"
+        if size > self.max_head:  # a head that came in whole reads is counted here
+            self._rejection = _HEAD_TOO_LARGE_REPLY
+            raise _Rejected  # stops the parser
+        if hosts != 1 and self.parser.get_http_version() == "1.1":
+            raise _Rejected  # HTTP/1.1 asks for exactly one Host (RFC 9112, section 3.2)
+        self._phase = _BODY
+        self._arm(None)  # the head is in: its deadline is done
+        super().on_headers_complete()
         cycle = self.cycle
         if (
             cycle is not None
-            and not cycle.response_started
-            and cycle.scope["path"] == "/og.png"
-            and cycle.scope["method"] in ("GET", "HEAD")
-            and not isinstance(cycle.transport, _HeadWithBody)
+            and cycle.scope is self.scope
+            and self.scope["path"] == "/og.png"
+            and self.scope["method"] == "GET"
         ):
             cycle.transport = _HeadWithBody(self.transport)  # type: ignore[assignment]
 
+    def on_message_complete(self) -> None:
+        self._phase = _IDLE
+        self._ended_in_piece = True
+        self._arm(None)  # the body is in: its deadline is done
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # may start the next, pipelined request's cycle
+        if self.transport.is_closing():
+            return
+        if self._refusal is not None:
+            if not self._answering():
+                self.transport.write(self._refusal)
+                self.transport.close()
+        elif self.pipeline:
+            self.flow.pause_reading()  # uvicorn reads on after each answer; not while some wait
+        elif self._unparsed:
+            unparsed, self._unparsed = bytes(self._unparsed), bytearray()
+            self.flow.resume_reading()
+            self._feed(unparsed)
+        self._follow()
+
+    def _answering(self) -> bool:
+        """Whether an answer is owed or on its way for a request read before."""
+        return bool(self.pipeline) or (self.cycle is not None and not self.cycle.response_complete)
+
+    def _refuse(self, reply: bytes | None) -> None:
+        """Read no more; send ``reply`` (if any) and close once the answers before it are out."""
+        self._arm(None)
+        cycle = self.cycle
+        if self._phase == _BODY and cycle is not None and not cycle.response_complete:
+            # The bad part is the body of a request already handed to the app.
+            if self.pipeline and self.pipeline[0][0] is cycle:
+                self.pipeline.popleft()  # still queued behind other answers: it never runs
+            else:
+                # Running: it sees a disconnect, and its answer gives way to this one.
+                cycle.disconnected = True
+                cycle.message_event.set()
+                if reply is not None and not cycle.response_started:
+                    self.transport.write(reply)
+                self.transport.close()
+                return
+        if not self._answering():
+            if reply is not None:
+                self.transport.write(reply)
+            self.transport.close()
+            return
+        self._refusal = reply if reply is not None else b""
+        self._unparsed = bytearray()
+        self.transport.pause_reading()
+
+    # Pacing
+
     def _at_request_start(self) -> bool:
         """Between two requests: the last answer is out and nothing of the next one is read."""
-        return (
-            self.conn.their_state is h11.IDLE
-            and not self.conn.trailing_data[0]
-            and (self.cycle is None or self.cycle.response_complete)
-        )
+        return self._phase == _IDLE and not self._answering() and not self._unparsed
 
     def _hold(self, data: bytes, pause: float) -> None:
         self._held = [data]
@@ -153,14 +325,7 @@ class DeadlineH11Protocol(H11Protocol):
         if held is None or self.transport.is_closing():
             return
         self.transport.resume_reading()
-        super().data_received(b"".join(held))
-        self._join_head_and_body()
-        self._follow()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()  # may start the next, pipelined request's cycle
-        self._join_head_and_body()
-        self._follow()
+        self._feed(b"".join(held))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._arm(None)
@@ -170,18 +335,19 @@ class DeadlineH11Protocol(H11Protocol):
         self._held = None
         super().connection_lost(exc)
 
+    # Deadlines
+
     def _follow(self) -> None:
         """Keep the one deadline in step with what the peer owes us now."""
-        if self.transport.is_closing():
+        if self.transport.is_closing() or self._refusal is not None or self.pipeline:
+            # Requests queued behind an answer are not read on until it is out: nothing is owed.
             self._arm(None)
-            return
-        state = self.conn.their_state
-        if state is h11.IDLE:
-            self._arm("headers")
-        elif state is h11.SEND_BODY:
+        elif self._phase == _BODY:
             self._arm("body")
+        elif self.cycle is None or self.cycle.response_complete:
+            self._arm("headers")
         else:
-            self._arm(None)
+            self._arm(None)  # answering: the next request's time starts when the answer is out
 
     def _arm(self, waiting_for: str | None) -> None:
         if waiting_for == self._waiting_for:
@@ -201,8 +367,7 @@ class DeadlineH11Protocol(H11Protocol):
         cycle = self.cycle
         answering = cycle is not None and not cycle.response_complete
         if self._waiting_for == "headers":
-            started = bool(self.conn.trailing_data[0])
-            if started and not answering:
+            if self._phase == _HEAD and not answering:
                 self.transport.write(_TIMEOUT_REPLY)
         elif cycle is not None and not cycle.response_started:
             self.transport.write(_TIMEOUT_REPLY)
