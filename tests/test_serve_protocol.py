@@ -6,16 +6,24 @@ a server that never drops a client fails the test instead of hanging it.
 
 from __future__ import annotations
 
+import json
+import re
 import select
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from .conftest import ogshot_serve
+from ogshot.card import MAX_QUERY_BYTES
+from ogshot.cli import HEADERS_ROOM
+
+from .conftest import ogshot_serve, ogshot_serve_process
 
 HEADER_TIMEOUT = 1.0
 BODY_TIMEOUT = 1.0
@@ -285,3 +293,264 @@ def test_a_card_head_is_held_for_its_body_and_never_lost() -> None:
     view.write(b"HEAD\r\n\r\n")
     view.close()
     assert lone.writes == [b"HEAD\r\n\r\n"] and lone.closed
+
+
+# --- What the parser refuses ------------------------------------------------------------------
+
+#: The request head bound of ``ogshot serve``: the longest valid query plus room for headers.
+MAX_HEAD = MAX_QUERY_BYTES + HEADERS_ROOM
+
+
+def _status(raw: bytes) -> int:
+    assert raw.startswith(b"HTTP/1.1 "), raw[:200]
+    return int(raw.split(b" ", 2)[1])
+
+
+def _refused(raw: bytes) -> bool:
+    """A whole 400 answer with the JSON error body, that closes the connection."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return (
+        _status(raw) == 400
+        and b"\r\nconnection: close" in head.lower()
+        and json.loads(body)["error"] == "bad_request"
+    )
+
+
+@pytest.mark.parametrize(
+    "piece",
+    [
+        pytest.param(b"X-Endless: " + b"a" * 1024, id="one endless header value"),
+        pytest.param(b"X-Many: " + b"a" * 1014 + b"\r\n", id="endless header lines"),
+    ],
+)
+def test_an_endless_head_is_refused_at_the_bound(server: tuple[str, int], piece: bytes) -> None:
+    """A head streamed without end is cut off once it passes the bound (a 400 and a close),
+    long before the header deadline: its bytes never pile up in the server."""
+    sent = 0
+    with _connect(server) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        start = time.monotonic()
+        try:
+            for _ in range(4 * MAX_HEAD // len(piece)):
+                sock.sendall(piece)
+                sent += len(piece)
+                time.sleep(0.0005)  # a steady stream, in pieces the server reads one by one
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        raw = _read_all(sock)
+        elapsed = time.monotonic() - start
+    assert _refused(raw), raw
+    assert elapsed < HEADER_TIMEOUT  # the bound, not the deadline, ended it
+    assert MAX_HEAD - 2048 < sent < 2 * MAX_HEAD  # cut off around the bound, not before it
+
+
+def test_a_head_over_the_bound_is_refused_even_when_it_arrives_whole(
+    server: tuple[str, int],
+) -> None:
+    with _connect(server) as sock:
+        filler = b"a" * (MAX_HEAD + 1024)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + filler + b"\r\n\r\n")
+        assert _refused(_read_all(sock))
+    with _connect(server) as sock:  # just under the bound: served
+        filler = b"a" * (MAX_HEAD - 1024)
+        sock.sendall(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: "
+            + filler
+            + b"\r\nConnection: close\r\n\r\n"
+        )
+        assert _status(_read_all(sock)) == 200
+
+
+#: Requests the HTTP/1.1 grammar (RFC 9112) does not allow, or that ogshot will not read.
+MALFORMED = {
+    "bare LF line ends": b"GET /healthz HTTP/1.1\nHost: x\n\n",
+    "bare CR in a header": b"GET /healthz HTTP/1.1\r\nHost: x\rX: y\r\n\r\n",
+    "obsolete line folding": b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n",
+    "space in a header name": b"GET /healthz HTTP/1.1\r\nHost: x\r\nX A: a\r\n\r\n",
+    "space before the colon": b"GET /healthz HTTP/1.1\r\nHost : x\r\n\r\n",
+    "delimiter in a header name": b"GET /healthz HTTP/1.1\r\nHost: x\r\nX@A: a\r\n\r\n",
+    "empty header name": b"GET /healthz HTTP/1.1\r\nHost: x\r\n: a\r\n\r\n",
+    "NUL in a header value": b"GET /healthz HTTP/1.1\r\nHost: x\r\nX: a\x00b\r\n\r\n",
+    "NUL in the target": b"GET /og.png?title=a\x00b HTTP/1.1\r\nHost: x\r\n\r\n",
+    "space in the target": b"GET /og.png?title=a b HTTP/1.1\r\nHost: x\r\n\r\n",
+    "raw UTF-8 in the target": b"GET /og.png?title=\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n",
+    "no Host": b"GET /healthz HTTP/1.1\r\n\r\n",
+    "two Hosts": b"GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+    "unknown HTTP version": b"GET /healthz HTTP/1.7\r\nHost: x\r\n\r\n",
+    "unknown method": b"BREW /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+    "HTTP/2 preface": b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+    "TLS hello": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40,
+    "two different Content-Lengths": (
+        b"POST /batch HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n[]"
+    ),
+    "negative Content-Length": b"POST /batch HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+    "Content-Length past 2^64": (
+        b"POST /batch HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n"
+    ),
+    "Transfer-Encoding not ending in chunked": (
+        b"POST /batch HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n[]"
+    ),
+    "chunk size that is not hex": (
+        b"POST /batch HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"
+    ),
+    "chunk size past 2^64": (
+        b"POST /batch HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"fffffffffffffffffffff\r\n"
+    ),
+    "chunk data overrunning its size": (
+        b"POST /batch HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n[]]]0\r\n\r\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("request_bytes", MALFORMED.values(), ids=MALFORMED.keys())
+def test_a_malformed_request_gets_a_400_and_a_close(
+    server: tuple[str, int], request_bytes: bytes
+) -> None:
+    with _connect(server) as sock:
+        sock.sendall(request_bytes)
+        start = time.monotonic()
+        raw = _read_all(sock)
+        elapsed = time.monotonic() - start
+    assert _refused(raw), raw
+    assert elapsed < HEADER_TIMEOUT / 2  # at once, not when a deadline runs out
+
+
+def test_a_bad_request_behind_good_ones_waits_for_their_answers(
+    server: tuple[str, int],
+) -> None:
+    """The parser reads pipelined requests ahead of their answers: a malformed one is refused
+    only after the answers to the requests before it, in order, each whole."""
+    with _connect(server) as sock:
+        sock.sendall(
+            b"GET /og.png?title=Before%20the%20bad%20one HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nX\x00: y\r\n\r\n"
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"  # after the bad one: never read
+        )
+        raw = _read_all(sock)
+    messages = _messages(raw, heads={1})
+    assert [head.split(b" ", 2)[1] for head, _ in messages] == [b"200", b"200", b"400"]
+    assert messages[0][1].startswith(b"\x89PNG") and messages[0][1].endswith(b"IEND\xaeB`\x82")
+    assert json.loads(messages[2][1])["error"] == "bad_request"
+
+
+@pytest.mark.parametrize("upgrade", [b"websocket", b"h2c"])
+def test_an_upgrade_request_is_answered_as_plain_http_and_the_connection_closes(
+    server: tuple[str, int], upgrade: bytes
+) -> None:
+    with _connect(server) as sock:
+        sock.sendall(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: "
+            + upgrade
+            + b"\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n"
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        start = time.monotonic()
+        raw = _read_all(sock)
+        elapsed = time.monotonic() - start
+    assert _status(raw) == 200 and raw.endswith(b'{"status":"ok"}')
+    assert len(_responses(raw)) == 1
+    assert elapsed < HEADER_TIMEOUT / 2
+
+
+def test_a_cold_card_head_and_body_leave_in_one_write(server: tuple[str, int]) -> None:
+    """The client waits in ``recv`` while the card renders: the first bytes it gets hold the
+    head and the start of the PNG, not the head alone (two writes wake it twice)."""
+    with _connect(server) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(3):
+            sock.sendall(
+                b"GET /og.png?title=One%20write%20" + b"%d" % i + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+            )
+            first = sock.recv(1 << 20)
+            head, sep, body = first.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200 ") and sep, first[:300]
+            assert body.startswith(b"\x89PNG"), f"the head came alone ({len(first)} bytes)"
+            length = int(re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)[1])  # type: ignore[index]
+            while len(body) < length:
+                body += sock.recv(1 << 20)
+            assert len(body) == length
+
+
+def _rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0]) / 1024
+
+
+def test_a_flood_of_pipelined_requests_is_read_as_fast_as_it_is_answered(tmp_path: Path) -> None:
+    """The parser reads every request it is given, answered or not: fed a client that sends
+    pipelined requests faster than they are answered, the server must stop reading, not queue
+    them all (it grew by hundreds of megabytes in seconds)."""
+    with ogshot_serve_process(tmp_path, env={"OGSHOT_CAPTURE": "none"}) as (base, proc):
+        u = urlsplit(base)
+        assert u.hostname is not None and u.port is not None
+        answered = 0
+
+        def read(sock: socket.socket) -> None:
+            nonlocal answered
+            try:
+                while chunk := sock.recv(1 << 20):
+                    answered += chunk.count(b"HTTP/1.1 200 ")
+            except OSError:
+                pass
+
+        before = _rss_mb(proc.pid)
+        with _connect((u.hostname, u.port)) as sock:
+            reader = threading.Thread(target=read, args=(sock,), daemon=True)
+            reader.start()
+            burst = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 2000
+            start = time.monotonic()
+            while time.monotonic() - start < 3:
+                sock.sendall(burst)
+            grown = _rss_mb(proc.pid) - before
+            sock.shutdown(socket.SHUT_WR)
+        reader.join(timeout=10)
+    assert grown < 40, f"the server grew by {grown:.0f} MB"
+    assert answered > 1000  # and it kept answering meanwhile
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    edits=st.lists(
+        st.tuples(
+            st.integers(0, 10_000),
+            st.sampled_from(["drop", "insert", "replace"]),
+            st.binary(min_size=1, max_size=3),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    base=st.sampled_from(
+        [
+            b"GET /og.png?title=Fuzz HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n",
+            b"POST /batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 26\r\n\r\n{"cards":[{"title":"a"}]}',
+            b"POST /batch HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b'1a\r\n{"cards":[{"title":"a"}]}\r\n0\r\n\r\n',
+        ]
+    ),
+)
+def test_a_mangled_request_never_gets_a_5xx_nor_holds_the_connection(
+    server: tuple[str, int], base: bytes, edits: list[tuple[int, str, bytes]]
+) -> None:
+    data = bytearray(base)
+    for at, how, what in edits:
+        at %= len(data) + 1
+        if how == "drop":
+            del data[at : at + len(what)]
+        elif how == "insert":
+            data[at:at] = what
+        else:
+            data[at : at + len(what)] = what
+    with _connect(server) as sock:
+        sock.sendall(bytes(data) + b"\r\n\r\n")  # a head left open ends here
+        start = time.monotonic()
+        raw = _read_all(sock)
+        elapsed = time.monotonic() - start
+    for status in re.findall(rb"HTTP/1\.1 (\d{3}) ", raw):
+        assert int(status) < 500, raw[:500]
+    assert elapsed < max(HEADER_TIMEOUT, BODY_TIMEOUT) + SLACK
