@@ -23,7 +23,7 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import RedisStorage
@@ -261,11 +261,12 @@ class Gate:
         self.queued = 0
         self._waiters: asyncio.Semaphore | None = None
 
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        if self._waiters is None:
-            self._waiters = asyncio.Semaphore(self.limit)
+    async def acquire(self) -> None:
+        """Take a turn, waiting in the queue for one if every turn is taken; raise Overloaded at
+        once if the queue is full too. Every acquire that returns is paired with a release."""
         sem = self._waiters
+        if sem is None:
+            sem = self._waiters = asyncio.Semaphore(self.limit)
         if sem.locked():
             if self.queued >= self.queue:
                 raise Overloaded(
@@ -280,11 +281,61 @@ class Gate:
         else:
             await sem.acquire()
         self.in_flight += 1
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        assert self._waiters is not None
+        self._waiters.release()
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        await self.acquire()
         try:
             yield
         finally:
-            self.in_flight -= 1
-            sem.release()
+            self.release()
+
+
+class _Slot:
+    """One pass through :class:`Admission`, as ``async with admission.slot():``.
+
+    A plain class rather than a generator-based context manager: it is entered on every card
+    made, right after a render has left the caches cold, and a generator's machinery costs
+    several times the work it wraps.
+    """
+
+    __slots__ = ("admission", "token")
+
+    def __init__(self, admission: Admission) -> None:
+        self.admission = admission
+        self.token: Token[bool] | None = None
+
+    async def __aenter__(self) -> None:
+        if _ADMITTED.get():
+            return  # inside a slot already (a card's capture): not charged twice
+        admission = self.admission
+        client = CLIENT.get()
+        left = admission.refused.budget_left(client)
+        if left > 0:
+            raise admission.budget.refusal(max(1, math.ceil(left)))
+        try:
+            await admission.budget.charge(client)
+        except RateLimited as exc:
+            admission.refused.note(client, exc.retry_after or 1, budget=True)
+            raise
+        try:
+            await admission.gate.acquire()
+        except Overloaded as exc:
+            admission.refused.note(client, exc.retry_after or 1, budget=False)
+            raise
+        self.token = _ADMITTED.set(True)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        token = self.token
+        if token is not None:
+            self.token = None
+            _ADMITTED.reset(token)
+            self.admission.gate.release()
 
 
 class Admission:
@@ -311,30 +362,7 @@ class Admission:
     async def aclose(self) -> None:
         await self.budget.aclose()
 
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        if _ADMITTED.get():
-            yield
-            return
-        client = CLIENT.get()
-        left = self.refused.budget_left(client)
-        if left > 0:
-            raise self.budget.refusal(max(1, math.ceil(left)))
-        try:
-            await self.budget.charge(client)
-        except RateLimited as exc:
-            self.refused.note(client, exc.retry_after or 1, budget=True)
-            raise
-        entered = False
-        try:
-            async with self.gate.slot():
-                entered = True
-                token = _ADMITTED.set(True)
-                try:
-                    yield
-                finally:
-                    _ADMITTED.reset(token)
-        except Overloaded as exc:
-            if not entered:
-                self.refused.note(client, exc.retry_after or 1, budget=False)
-            raise
+    def slot(self) -> _Slot:
+        """``async with admission.slot():`` around the work of a card that missed the cache: the
+        client's budget is charged (429 over it), then the gate is passed (503 when full)."""
+        return _Slot(self)

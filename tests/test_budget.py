@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from ogshot import budget as budget_module
 from ogshot.api import create_app
-from ogshot.budget import Budget, Gate
+from ogshot.budget import Admission, Budget, Gate
 from ogshot.card import Card
 from ogshot.clients import CLIENT
 from ogshot.errors import ConfigError, Overloaded, RateLimited
@@ -250,3 +250,49 @@ def test_a_budget_store_that_never_answers_lets_the_card_through_in_time() -> No
     finally:
         silent.close()
     assert elapsed < budget_module.STORE_TIMEOUT + 1.0
+
+
+def test_a_slot_inside_a_slot_is_neither_charged_nor_gated_again() -> None:
+    """A card's capture runs inside the card's slot: it must not spend the client's budget a
+    second time, nor wait for a second turn of the gate the card already holds."""
+    admission = Admission(Budget("1/minute"), Gate(1, 0))
+
+    async def scene() -> None:
+        CLIENT.set("192.0.2.1")
+        async with admission.slot():
+            async with admission.slot():  # charged again: 429; gated again: 503
+                assert admission.gate.in_flight == 1
+        assert admission.gate.in_flight == 0
+        with pytest.raises(RateLimited):  # out of the slot, the next card is charged again
+            async with admission.slot():
+                pass
+
+    asyncio.run(scene())
+
+
+def test_a_slot_is_given_back_when_its_work_fails_or_is_cancelled() -> None:
+    admission = Admission(Budget("off"), Gate(1, 0))
+
+    async def scene() -> None:
+        with pytest.raises(ValueError):
+            async with admission.slot():
+                raise ValueError("the render failed")
+        assert admission.gate.in_flight == 0
+        started = asyncio.Event()
+
+        async def work() -> None:
+            async with admission.slot():
+                started.set()
+                await asyncio.sleep(30)
+
+        task = asyncio.create_task(work())
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert admission.gate.in_flight == 0
+        async with admission.slot():  # the one turn is free again, and this one is marked
+            async with admission.slot():
+                pass
+
+    asyncio.run(scene())
