@@ -104,6 +104,9 @@ _FRAME_MARKER: dict[str, object] = {"\x00frame": 0}
 _key_json = partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
 
 
+#: Waiting requests on one card's work from which those gone away are shed.
+_PRUNE_WAITERS = 64
+
 #: How often a worker waiting on another worker's lease looks for the result.
 _POLL_SECONDS = 0.025
 #: After a failed refresh, serve the stale entry this long before trying again.
@@ -412,19 +415,33 @@ class CardService:
         if task.done():  # cancelled before it began: still in the table until it is settled
             return task
         waiter: asyncio.Future[CardResult] = asyncio.get_running_loop().create_future()
-        self._waiters[task].append(waiter)
+        waiters = self._waiters[task]
+        held = len(waiters)
+        if held >= _PRUNE_WAITERS and not held & (held - 1):
+            # Requests that went away leave their cancelled futures here: shed them each time
+            # the list reaches a power of two, so a crowd hanging up during a long capture is
+            # not all held, and a crowd that stays costs no more than its own list.
+            waiters[:] = [w for w in waiters if not w.done()]
+        waiters.append(waiter)
         return waiter
 
     def _settle(self, key: str, task: asyncio.Task[CardResult]) -> None:
         if self._inflight.get(key) is task:
             del self._inflight[key]
-        waiters = self._waiters.pop(task, [])
+        # Every waiter _fly did not settle is settled here, from the task's own outcome: the
+        # task cancelled before it began (so _fly never ran), or ended by an exception beyond
+        # Exception that _fly lets through.
+        waiters = [w for w in self._waiters.pop(task, ()) if not w.done()]
         if task.cancelled():
-            # Cancelled before it began, _fly never ran: its waiters are told here.
             for waiter in waiters:
                 waiter.cancel()
             return
-        task.exception()  # retrieved here: every waiter already got it, or none is left
+        exc = task.exception()  # retrieved here: every waiter got it, or none is left
+        for waiter in waiters:
+            if exc is not None:
+                waiter.set_exception(exc)
+            else:
+                waiter.set_result(task.result())
 
     async def _produce(self, key: str, card: Card, stale: Entry | None) -> CardResult:
         if stale is None:

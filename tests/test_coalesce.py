@@ -466,3 +466,64 @@ def test_the_key_is_the_hash_of_its_material_as_sorted_json(
 
 #: One service per capture choice for the test above (a service starts threads).
 KEY_SERVICES: dict[bool, CardService] = {}
+
+
+class _Odd(BaseException):
+    """An exception beyond Exception that is not a cancellation."""
+
+
+def test_waiters_hear_of_work_ending_in_an_exception_beyond_exception(
+    layouts: LayoutRegistry, fonts: FontSet
+) -> None:
+    class Broken(CardService):
+        async def _produce(self, key: str, card: Card, stale: Any) -> CardResult:
+            await asyncio.sleep(0.05)
+            raise BaseExceptionGroup("the work's parts failed", [_Odd()])
+
+    svc = Broken(make_settings(), layouts=layouts, fonts=fonts)
+    card = parse_card(CARD)
+    key = svc.key(card)
+
+    async def run() -> list[str]:
+        requests = [asyncio.create_task(svc._coalesced(key, card, None)) for _ in range(3)]
+        _, pending = await asyncio.wait(requests, timeout=2)
+        for request in pending:
+            request.cancel()
+        return [
+            "left waiting" if r in pending else type(r.exception()).__name__ for r in requests
+        ]
+
+    assert asyncio.run(run()) == ["BaseExceptionGroup"] * 3
+
+
+def test_requests_that_go_away_are_not_all_held_while_the_work_goes_on(
+    layouts: LayoutRegistry, fonts: FontSet
+) -> None:
+    class Slow(CardService):
+        async def _produce(self, key: str, card: Card, stale: Any) -> CardResult:
+            await asyncio.sleep(0.5)  # as a card waiting on its capture
+            raise RuntimeError("no card")
+
+    svc = Slow(make_settings(), layouts=layouts, fonts=fonts)
+    card = parse_card(CARD)
+    key = svc.key(card)
+
+    async def run() -> tuple[int, int]:
+        leader = asyncio.create_task(svc._coalesced(key, card, None))
+        await asyncio.sleep(0)
+        for _ in range(10):  # ten crowds of 500 join the work and hang up
+            crowd = [asyncio.create_task(svc._coalesced(key, card, None)) for _ in range(500)]
+            await asyncio.sleep(0)
+            for request in crowd:
+                request.cancel()
+            await asyncio.gather(*crowd, return_exceptions=True)
+        held = len(svc._waiters[svc._inflight[key]])
+        await asyncio.gather(leader, return_exceptions=True)
+        await asyncio.sleep(0)
+        return held, len(svc._waiters)
+
+    held, lists_left = asyncio.run(run())
+    # 5,001 requests joined; what is held is bounded by the largest crowd at once (twice it at
+    # most, between two sheddings), not by all who ever came.
+    assert held <= 2 * 500 + 1
+    assert lists_left == 0
