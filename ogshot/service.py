@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from cachetools import TTLCache
 from PIL import Image
@@ -47,6 +48,7 @@ from .workers import (
 )
 
 log = logging.getLogger("ogshot")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -444,13 +446,17 @@ class CardService:
                 waiter.set_result(task.result())
 
     async def _produce(self, key: str, card: Card, stale: Entry | None) -> CardResult:
-        if stale is None:
+        if stale is None and not self.cache.in_memory_only:
             found = await self.cache.get_lower(key)
             if found is not None:
                 return await self._serve(key, card, found, self._make_and_store)
         return await self._make_and_store(key, card, stale)
 
     async def _make_and_store(self, key: str, card: Card, stale: Entry | None) -> CardResult:
+        if self.cache.in_memory_only:
+            # No other process stores cards or takes leases: this process's own flight is all
+            # the coordination there is, and nothing below memory to look in first.
+            return await self._make_fresh(key, card, stale)
         # Behind the tier's backoff: a lock tier that fails means no coordination for a moment.
         token = await self.cache.acquire(key, self._lease_ms)
         try:
@@ -465,23 +471,27 @@ class CardService:
                     found = None
             if found is not None and found.fresh(self.clock()):
                 return self.result_for(found, "coalesced")
-            try:
-                result = await self._make(key, card)
-            except Exception:
-                if stale is None:
-                    raise
-                log.warning("refresh of %s failed; serving stale", key[:17], exc_info=True)
-                self._refresh_failed[key] = self.clock()
-                return self.result_for(stale, "stale")
-            if result.fallback is not None and stale is not None:
-                # stale-if-error: the complete stale card beats a fresh fallback.
-                self._refresh_failed[key] = self.clock()
-                return self.result_for(stale, "stale")
-            await self.cache.set(key, result.entry)
-            return replace(result, source="miss")
+            return await self._make_fresh(key, card, stale)
         finally:
             if token is not None:
                 await self.cache.release(key, token)
+
+    async def _make_fresh(self, key: str, card: Card, stale: Entry | None) -> CardResult:
+        """Make the card and store it; on failure, the stale entry when there is one."""
+        try:
+            result = await self._make(key, card)
+        except Exception:
+            if stale is None:
+                raise
+            log.warning("refresh of %s failed; serving stale", key[:17], exc_info=True)
+            self._refresh_failed[key] = self.clock()
+            return self.result_for(stale, "stale")
+        if result.fallback is not None and stale is not None:
+            # stale-if-error: the complete stale card beats a fresh fallback.
+            self._refresh_failed[key] = self.clock()
+            return self.result_for(stale, "stale")
+        await self.cache.set(key, result.entry)
+        return replace(result, source="miss")
 
     async def _wait_for_other(self, key: str) -> Entry | None:
         """Wait, bounded, for the lease holder in another worker to store its result."""
@@ -527,7 +537,6 @@ class CardService:
         return self.admission.gate.queued
 
     async def _make(self, key: str, card: Card) -> CardResult:
-        loop = asyncio.get_running_loop()
         waited = time.perf_counter()
         async with self.admission.slot():  # 429 over the client's budget, 503 when full
             metrics.observe_span("queue", time.perf_counter() - waited)
@@ -542,8 +551,35 @@ class CardService:
                 card, meta_fallback = await self._with_page_meta(card, wait)
                 fallback = fallback or meta_fallback
             render = metrics.queued(self._render_tagged)  # times the wait for a render thread
-            body, etag = await loop.run_in_executor(self._executor, render, card, capture)
+            body, etag = await self._on_render_thread(render, card, capture)
         return self.result_for(self.new_entry(body, card.media_type, fallback, etag), "miss")
+
+    def _on_render_thread(
+        self,
+        render: Callable[[Card, Image.Image | None], tuple[bytes, str]],
+        card: Card,
+        capture: Image.Image | None,
+    ) -> asyncio.Future[tuple[bytes, str]]:
+        """``render(card, capture)`` on a render thread; its outcome handed straight to the
+        event loop as it ends.
+
+        ``run_in_executor`` does the same through a chain of futures (the executor's, then a
+        copy of its state onto the loop's): a cold card's crawler waits for that chain twice
+        per card, once each way, and this is about half its work.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[bytes, str]] = loop.create_future()
+
+        def run() -> None:
+            try:
+                made = render(card, capture)
+            except BaseException as exc:  # handed over, as run_in_executor would
+                loop.call_soon_threadsafe(_fail, future, exc)
+            else:
+                loop.call_soon_threadsafe(_succeed, future, made)
+
+        self._executor.submit(run)
+        return future
 
     async def _capture_for(self, card: Card) -> tuple[Image.Image | None, str | None]:
         """The decoded capture for a card, or None and the reason it could not be had.
@@ -647,6 +683,16 @@ class CardService:
             # Worker processes or not, this process decodes captures and holds the cache.
             release_memory()
         return body
+
+
+def _succeed(future: asyncio.Future[T], value: T) -> None:
+    if not future.done():  # its request may have gone away meanwhile
+        future.set_result(value)
+
+
+def _fail(future: asyncio.Future[T], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
 
 
 def _process_renderer(settings: Settings, fonts: FontSet) -> ProcessRenderer | None:

@@ -378,3 +378,22 @@ def test_restart_keeps_disk_entries(
     assert (renders1, source1) == (1, "miss")
     assert (renders2, source2) == (0, "hit")
     assert (etag2, body2) == (etag1, body1)
+
+
+def test_only_a_memory_tier_without_shared_leases_counts_as_memory_only(tmp_path: Path) -> None:
+    """The service skips the lower tiers and the lease when the cache is memory only: any tier
+    below memory, or leases another process could take, must say otherwise."""
+
+    class Leases:
+        async def acquire(self, key: str, ttl_ms: int) -> str | None:
+            return "token"
+
+        async def release(self, key: str, token: str) -> None:
+            return None
+
+    memory = MemoryCache(10**6)
+    assert TieredCache([memory]).in_memory_only
+    assert TieredCache([]).in_memory_only
+    assert not TieredCache([memory, DiskCache(str(tmp_path), 10**6)]).in_memory_only
+    assert not TieredCache([DiskCache(str(tmp_path), 10**6)]).in_memory_only
+    assert not TieredCache([memory], locks=Leases()).in_memory_only

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -527,3 +528,35 @@ def test_requests_that_go_away_are_not_all_held_while_the_work_goes_on(
     # most, between two sheddings), not by all who ever came.
     assert held <= 2 * 500 + 1
     assert lists_left == 0
+
+
+def test_a_render_whose_wait_was_cancelled_ends_quietly(
+    layouts: LayoutRegistry, fonts: FontSet, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The render thread hands its outcome straight to the event loop: a wait cancelled
+    meanwhile (the service closing) must not make that hand-over fail."""
+    svc = CardService(make_settings(), layouts=layouts, fonts=fonts)
+    card = parse_card(CARD)
+
+    def slow(card: Card, capture: Any) -> tuple[bytes, str]:
+        time.sleep(0.2)
+        return b"png", '"etag"'
+
+    def broken(card: Card, capture: Any) -> tuple[bytes, str]:
+        time.sleep(0.2)
+        raise RuntimeError("render broke")
+
+    async def run() -> tuple[bool, bool, str]:
+        quiet = svc._on_render_thread(slow, card, None)
+        failing = svc._on_render_thread(broken, card, None)
+        quiet.cancel()
+        failing.cancel()
+        await asyncio.sleep(0.5)  # both renders end and hand over meanwhile
+        made = await svc._on_render_thread(slow, card, None)
+        with pytest.raises(RuntimeError, match="render broke"):
+            await svc._on_render_thread(broken, card, None)
+        return quiet.cancelled(), failing.cancelled(), made[1]
+
+    with caplog.at_level(logging.ERROR):
+        assert asyncio.run(run()) == (True, True, '"etag"')
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -250,6 +250,12 @@ class TieredCache:
             self._lock_slot = len(self._down_until)
             self._down_until.append(0.0)
 
+    @property
+    def in_memory_only(self) -> bool:
+        """Whether entries live in this process's memory alone (or nowhere) and no other
+        process takes leases: then no tier below memory is worth a look and no lease a wait."""
+        return isinstance(self.locks, NullLocks) and all(t is self.memory for t in self.tiers)
+
     def peek(self, key: str) -> Entry | None:
         """The memory tier alone, synchronously: the hot path asks nothing slower."""
         return self.memory.peek(key) if self.memory is not None else None
