@@ -29,7 +29,7 @@ from .card import check_raw_lengths, parse_card
 from .clients import ClientRule, parse_networks
 from .conditional import byte_range, none_match
 from .errors import OgshotError, UriTooLong
-from .front import Front, Reply
+from .front import ACCESS_LINES, Front, Reply
 from .headers import Conditions
 from .pacing import PACER, Pacer
 from .protocol import BodyLimit, allowed_methods
@@ -97,6 +97,7 @@ def create_app(settings: Settings | None = None, *, service: CardService | None 
                 yield {PACER: pacer_for(app, svc, client_rule, settings.refusal_pause)}
         finally:
             await svc.aclose()
+            ACCESS_LINES.flush()  # the last answers' lines, before the process goes
 
     # FastAPIOffline: FastAPI whose /docs and /redoc load their scripts from the app, not a CDN.
     app = FastAPIOffline(

@@ -22,6 +22,7 @@ framing rule still see it.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import time
 from typing import Protocol
@@ -34,6 +35,9 @@ from .ops import QUIET_ROUTES, access_fields, route_of
 from .protocol import CLOSE, origin_form
 
 access_log = logging.getLogger("ogshot.access")
+#: The access lines, written a moment after their answers (see logs.LaterLines).
+ACCESS_LINES = logs.LaterLines(access_log)
+atexit.register(ACCESS_LINES.flush)
 log = logging.getLogger(__name__)
 
 #: A ready answer: status, raw headers (never changed by the caller), body.
@@ -158,7 +162,7 @@ class Front:
                     duration_ms=round(elapsed * 1000, 2),
                     cache=cache,
                 )
-                access_log.log(level, logs.access_message(ctx), extra=access_fields(ctx))
+                ACCESS_LINES.add(level, logs.access_message(ctx), access_fields(ctx))
 
 
 def _cache_of(headers: list[tuple[bytes, bytes]]) -> str | None:

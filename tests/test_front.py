@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import pytest
@@ -15,6 +16,19 @@ from .test_ops import value
 
 QUERY = b"title=Answered%20at%20the%20front"
 URL = "/og.png?" + QUERY.decode()
+
+
+def access_lines(
+    caplog: pytest.LogCaptureFixture, count: int = 1, timeout: float = 5.0
+) -> list[logging.LogRecord]:
+    """The access lines logged so far, once there are ``count`` of them: each is written a
+    moment after its answer (logs.LaterLines)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = [rec for rec in caplog.records if rec.name == "ogshot.access"]
+        if len(lines) >= count or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.005)
 
 
 def _warm(client: TestClient) -> dict[str, str]:
@@ -59,9 +73,9 @@ def test_a_cache_hit_is_logged_and_counted_like_any_answer(
     _warm(client)
     with caplog.at_level(logging.INFO, logger="ogshot.access"):
         r = client.head(URL, headers={"X-Request-Id": "hit-line"})
+        (line,) = access_lines(caplog)
     assert r.status_code == 200 and r.content == b""
     assert int(r.headers["content-length"]) > 1000  # the GET's length, not the empty body's
-    (line,) = [rec for rec in caplog.records if rec.name == "ogshot.access"]
     fields = line.__dict__
     assert fields["method"] == "HEAD" and fields["path"] == "/og.png"
     assert fields["route"] == "/og.png" and fields["status"] == 200
@@ -105,8 +119,8 @@ def test_an_absolute_form_hit_is_logged_under_its_path_and_route(
 
     with caplog.at_level(logging.INFO, logger="ogshot.access"):
         status = client.portal.call(absolute, client.app)  # type: ignore[union-attr]
+        (line,) = access_lines(caplog)
     assert status == 200
-    (line,) = [rec for rec in caplog.records if rec.name == "ogshot.access"]
     assert line.__dict__["path"] == "/og.png" and line.__dict__["route"] == "/og.png"
     assert line.__dict__["cache"] == "hit"
 
@@ -143,11 +157,11 @@ def test_an_unexpected_error_is_a_json_500_with_its_request_id_counted_and_logge
     with TestClient(app, raise_server_exceptions=False) as c:
         with caplog.at_level(logging.INFO, logger="ogshot.access"):
             r = c.get("/broken", headers={"X-Request-Id": "fault-1"})
+            (line,) = access_lines(caplog)
         assert r.status_code == 500
         assert r.json()["error"] == "internal"
         assert r.headers["cache-control"] == "no-store"
         assert r.headers["x-request-id"] == "fault-1"
-        (line,) = [rec for rec in caplog.records if rec.name == "ogshot.access"]
         assert line.__dict__["status"] == 500 and line.__dict__["route"] == "/broken"
         text = c.get("/metrics").text
     assert value(text, "ogshot_requests_total", route="/broken", status="500") == 1
@@ -190,6 +204,7 @@ def test_a_fault_making_a_card_is_a_logged_json_500_with_its_request_id(
     with caplog.at_level(logging.INFO):
         r = client.get(URL, headers={"X-Request-Id": "fault-3"})
         head = client.head(URL, headers={"X-Request-Id": "fault-4"})
+        access_lines(caplog, 2)
     assert r.status_code == 500
     assert r.json() == {"error": "internal", "detail": "an unexpected error occurred"}
     assert r.headers["cache-control"] == "no-store"

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -241,3 +243,91 @@ def test_labelled_children_are_kept_within_their_bound() -> None:
     for n in range(metrics._CHILDREN_KEPT + 10):
         metrics.CAPTURE_ERRORS.remove(f"reason-{n}")
     metrics._CHILDREN.clear()
+
+
+class _Kept(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def _lines_logger(name: str) -> tuple[logging.Logger, _Kept]:
+    logger = logging.getLogger(name)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    kept = _Kept()
+    logger.handlers = [kept]
+    return logger, kept
+
+
+def test_access_lines_are_written_shortly_after_in_order_with_the_time_they_were_made() -> None:
+    logger, kept = _lines_logger("ogshot.test-later")
+    lines = logs.LaterLines(logger, delay=0.05)
+
+    async def run() -> tuple[int, int, list[float]]:
+        made = []
+        for i in range(3):
+            made.append(time.time())
+            lines.add(logging.INFO, f"line {i}", {"request_id": f"r{i}", "status": 200})
+            await asyncio.sleep(0.005)
+        at_once = len(kept.records)
+        await asyncio.sleep(0.1)
+        return at_once, len(kept.records), made
+
+    at_once, later, made = asyncio.run(run())
+    assert (at_once, later) == (0, 3)  # none while the answer's client may still be waking
+    assert [r.getMessage() for r in kept.records] == ["line 0", "line 1", "line 2"]
+    assert [r.__dict__["request_id"] for r in kept.records] == ["r0", "r1", "r2"]
+    for record, when in zip(kept.records, made, strict=True):
+        assert abs(record.created - when) < 0.004  # when it was made, not when written
+        assert record.msecs == pytest.approx((record.created % 1) * 1000, abs=0.01)
+
+
+def test_access_lines_outside_a_loop_left_by_a_closed_loop_or_too_many_are_written() -> None:
+    logger, kept = _lines_logger("ogshot.test-later-bounds")
+    lines = logs.LaterLines(logger, delay=60.0)
+    lines.add(logging.INFO, "no loop", {})
+    assert [r.getMessage() for r in kept.records] == ["no loop"]
+
+    async def keep_one() -> None:
+        lines.add(logging.INFO, "left by its loop", {})
+
+    asyncio.run(keep_one())  # the loop closes with the line kept
+    assert len(kept.records) == 1
+
+    async def next_loop() -> int:
+        lines.add(logging.INFO, "on the next loop", {})
+        seen = len(kept.records)
+        for i in range(logs.LaterLines.MAX_KEPT):
+            lines.add(logging.INFO, f"burst {i}", {})
+        return seen
+
+    # The line a closed loop left is written as soon as another loop logs; and no more than
+    # MAX_KEPT lines ever wait.
+    assert asyncio.run(next_loop()) == 2
+    assert kept.records[1].getMessage() == "left by its loop"
+    assert len(kept.records) == 2 + logs.LaterLines.MAX_KEPT  # the 256th kept line wrote all
+    lines.flush()
+    assert len(kept.records) == 3 + logs.LaterLines.MAX_KEPT
+    assert kept.records[-1].getMessage() == f"burst {logs.LaterLines.MAX_KEPT - 1}"
+
+
+def test_the_last_access_lines_are_written_when_the_app_stops(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    from ogshot import front
+
+    original = front.ACCESS_LINES.delay
+    front.ACCESS_LINES.delay = 60.0  # nothing but the app's end writes them
+    try:
+        with caplog.at_level(logging.INFO, logger="ogshot.access"):
+            with TestClient(create_app(settings)) as c:
+                c.get("/og.png", params={"title": "Last words"}, headers={"X-Request-Id": "last"})
+                assert not [r for r in caplog.records if r.name == "ogshot.access"]
+            (line,) = [r for r in caplog.records if r.name == "ogshot.access"]
+    finally:
+        front.ACCESS_LINES.delay = original
+    assert line.__dict__["request_id"] == "last"
