@@ -36,7 +36,9 @@ from .protocol import CLOSE, origin_form
 
 access_log = logging.getLogger("ogshot.access")
 #: The access lines, written a moment after their answers (see logs.LaterLines).
-ACCESS_LINES = logs.LaterLines(access_log)
+ACCESS_LINES = logs.LaterLines(
+    access_log, lambda ctx: (logs.access_message(ctx), access_fields(ctx))
+)
 atexit.register(ACCESS_LINES.flush)
 log = logging.getLogger(__name__)
 
@@ -162,7 +164,7 @@ class Front:
                     duration_ms=round(elapsed * 1000, 2),
                     cache=cache,
                 )
-                ACCESS_LINES.add(level, logs.access_message(ctx), access_fields(ctx))
+                ACCESS_LINES.add(level, ctx)
 
 
 def _cache_of(headers: list[tuple[bytes, bytes]]) -> str | None:

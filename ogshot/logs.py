@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -153,36 +154,43 @@ class LaterLines:
     wakes (or the proxy in front, on the same host) is often put on the very core the server
     runs on, and runs only when the server's thread next sleeps: a line written right after
     the answer delays it as much as one written before, about a tenth of a millisecond with the
-    caches cold after a render. So a line is kept, with the time it was made, and written
-    ``delay`` seconds later with any others made meanwhile, by which time the event loop has
-    slept. Outside an event loop, or with no delay, a line is written at once; at most
-    ``MAX_KEPT`` lines wait; :meth:`flush` writes them all now (at shutdown). Used from the
-    event loop's thread only.
+    caches cold after a render. So a line's fields are kept, with the time they were taken, and
+    the line is made (``render``) and written ``delay`` seconds later with any others kept
+    meanwhile, by which time the event loop has slept. Outside an event loop, or with no delay,
+    a line is written at once; at most ``MAX_KEPT`` lines wait; :meth:`flush` writes them all
+    now (at shutdown). Used from the event loop's thread only.
     """
 
     #: Lines kept at most before they are all written at once.
     MAX_KEPT = 256
 
-    def __init__(self, logger: logging.Logger, delay: float = 0.002) -> None:
+    def __init__(
+        self,
+        logger: logging.Logger,
+        render: Callable[[dict[str, Any]], tuple[str, dict[str, Any]]],
+        delay: float = 0.002,
+    ) -> None:
         self.logger = logger
+        self.render = render
         self.delay = delay
-        self._kept: list[tuple[int, str, dict[str, Any], float]] = []
+        self._kept: list[tuple[int, dict[str, Any], float]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def add(self, level: int, message: str, fields: dict[str, Any]) -> None:
-        """Write this line shortly (the caller has checked the logger is enabled for ``level``)."""
+    def add(self, level: int, fields: dict[str, Any]) -> None:
+        """Write the line of these fields shortly (a copy is kept: the caller's dict may change
+        meanwhile). The caller has checked the logger is enabled for ``level``."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
         if loop is None or self.delay <= 0:
             self.flush()
-            self.logger.log(level, message, extra=fields)
+            self._write(level, dict(fields), None)
             return
         if self._loop is not loop:
             self.flush()  # lines kept for another loop (which may be gone) go first
-        self._kept.append((level, message, fields, time.time()))
+        self._kept.append((level, dict(fields), time.time()))
         if len(self._kept) >= self.MAX_KEPT:
             self.flush()
         elif self._timer is None:
@@ -190,21 +198,24 @@ class LaterLines:
             self._timer = loop.call_later(self.delay, self.flush)
 
     def flush(self) -> None:
-        """Write every kept line now, each with the time it was made."""
+        """Write every kept line now, each with the time its fields were taken."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         self._loop = None
         kept, self._kept = self._kept, []
+        for level, fields, taken in kept:
+            self._write(level, fields, taken)
+
+    def _write(self, level: int, fields: dict[str, Any], taken: float | None) -> None:
+        message, extra = self.render(fields)
         logger = self.logger
-        for level, message, fields, made in kept:
-            record = logger.makeRecord(
-                logger.name, level, __file__, 0, message, (), None, extra=fields
-            )
-            record.created = made
-            record.msecs = (made - int(made)) * 1000
-            record.relativeCreated = (made - logging._startTime) * 1000  # type: ignore[attr-defined]
-            logger.handle(record)
+        record = logger.makeRecord(logger.name, level, __file__, 0, message, (), None, extra=extra)
+        if taken is not None:
+            record.created = taken
+            record.msecs = (taken - int(taken)) * 1000
+            record.relativeCreated = (taken - logging._startTime) * 1000  # type: ignore[attr-defined]
+        logger.handle(record)
 
 
 def access_message(ctx: dict[str, Any]) -> str:

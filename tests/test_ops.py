@@ -254,6 +254,10 @@ class _Kept(logging.Handler):
         self.records.append(record)
 
 
+def _line(fields: dict[str, object]) -> tuple[str, dict[str, object]]:
+    return str(fields["message_text"]), {k: v for k, v in fields.items() if k != "message_text"}
+
+
 def _lines_logger(name: str) -> tuple[logging.Logger, _Kept]:
     logger = logging.getLogger(name)
     logger.setLevel(logging.INFO)
@@ -265,13 +269,15 @@ def _lines_logger(name: str) -> tuple[logging.Logger, _Kept]:
 
 def test_access_lines_are_written_shortly_after_in_order_with_the_time_they_were_made() -> None:
     logger, kept = _lines_logger("ogshot.test-later")
-    lines = logs.LaterLines(logger, delay=0.05)
+    lines = logs.LaterLines(logger, _line, delay=0.05)
 
     async def run() -> tuple[int, int, list[float]]:
         made = []
         for i in range(3):
             made.append(time.time())
-            lines.add(logging.INFO, f"line {i}", {"request_id": f"r{i}", "status": 200})
+            fields = {"message_text": f"line {i}", "request_id": f"r{i}", "status": 200}
+            lines.add(logging.INFO, fields)
+            fields["status"] = 500  # changed after: the line keeps what it was given
             await asyncio.sleep(0.005)
         at_once = len(kept.records)
         await asyncio.sleep(0.1)
@@ -281,6 +287,7 @@ def test_access_lines_are_written_shortly_after_in_order_with_the_time_they_were
     assert (at_once, later) == (0, 3)  # none while the answer's client may still be waking
     assert [r.getMessage() for r in kept.records] == ["line 0", "line 1", "line 2"]
     assert [r.__dict__["request_id"] for r in kept.records] == ["r0", "r1", "r2"]
+    assert {r.__dict__["status"] for r in kept.records} == {200}
     for record, when in zip(kept.records, made, strict=True):
         assert abs(record.created - when) < 0.004  # when it was made, not when written
         assert record.msecs == pytest.approx((record.created % 1) * 1000, abs=0.01)
@@ -288,21 +295,21 @@ def test_access_lines_are_written_shortly_after_in_order_with_the_time_they_were
 
 def test_access_lines_outside_a_loop_left_by_a_closed_loop_or_too_many_are_written() -> None:
     logger, kept = _lines_logger("ogshot.test-later-bounds")
-    lines = logs.LaterLines(logger, delay=60.0)
-    lines.add(logging.INFO, "no loop", {})
+    lines = logs.LaterLines(logger, _line, delay=60.0)
+    lines.add(logging.INFO, {"message_text": "no loop"})
     assert [r.getMessage() for r in kept.records] == ["no loop"]
 
     async def keep_one() -> None:
-        lines.add(logging.INFO, "left by its loop", {})
+        lines.add(logging.INFO, {"message_text": "left by its loop"})
 
     asyncio.run(keep_one())  # the loop closes with the line kept
     assert len(kept.records) == 1
 
     async def next_loop() -> int:
-        lines.add(logging.INFO, "on the next loop", {})
+        lines.add(logging.INFO, {"message_text": "on the next loop"})
         seen = len(kept.records)
         for i in range(logs.LaterLines.MAX_KEPT):
-            lines.add(logging.INFO, f"burst {i}", {})
+            lines.add(logging.INFO, {"message_text": f"burst {i}"})
         return seen
 
     # The line a closed loop left is written as soon as another loop logs; and no more than
