@@ -210,22 +210,14 @@ class RequestFigures:
         with self._lock:
             requests = self._requests
             requests[key] = requests.get(key, 0) + 1
-            per_bucket = self._durations.get(route)
-            if per_bucket is None:
-                per_bucket = self._durations[route] = [0] * (len(_BOUNDS) + 1)
-            per_bucket[bisect_left(_BOUNDS, seconds)] += 1
-            per_bucket[-1] += seconds
+            _observe(self._durations, route, seconds)
         if self._shared and not self._scheduled:
             self._schedule()
 
     def span_done(self, name: str, seconds: float) -> None:
         """A step of making a card took this long (render threads add these too)."""
         with self._lock:
-            per_bucket = self._spans.get(name)
-            if per_bucket is None:
-                per_bucket = self._spans[name] = [0] * (len(_BOUNDS) + 1)
-            per_bucket[bisect_left(_BOUNDS, seconds)] += 1
-            per_bucket[-1] += seconds
+            _observe(self._spans, name, seconds)
         if self._shared and not self._scheduled:
             self._schedule()
 
@@ -266,6 +258,15 @@ class RequestFigures:
             add_observations(_child(REQUEST_DURATION, route), per_bucket[:-1], per_bucket[-1])
         for name, per_bucket in spans.items():
             add_observations(_child(SPAN_DURATION, name), per_bucket[:-1], per_bucket[-1])
+
+
+def _observe(table: dict[str, list[float]], name: str, seconds: float) -> None:
+    """One duration into ``table[name]``: the count in each bucket of ``_BOUNDS``, then the sum."""
+    per_bucket = table.get(name)
+    if per_bucket is None:
+        per_bucket = table[name] = [0] * (len(_BOUNDS) + 1)
+    per_bucket[bisect_left(_BOUNDS, seconds)] += 1
+    per_bucket[-1] += seconds
 
 
 def add_observations(histogram: Histogram, per_bucket: list[float], total: float) -> None:

@@ -31,6 +31,14 @@ def access_lines(
         time.sleep(0.005)
 
 
+def logged_fault(caplog: pytest.LogCaptureFixture, logger: str, text: str) -> bool:
+    """Whether ``logger`` logged an exception saying ``text``, with its traceback."""
+    return any(
+        rec.name == logger and rec.exc_info and text in str(rec.exc_info[1])
+        for rec in caplog.records
+    )
+
+
 def _warm(client: TestClient) -> dict[str, str]:
     """Make the card, then see it served from memory: the front layer's road from then on."""
     assert client.get(URL).headers["x-ogshot-cache"] == "miss"
@@ -184,12 +192,7 @@ def test_a_fault_in_the_hit_road_is_logged_and_the_card_still_answered(
     assert r.headers["etag"] == warm["etag"]
     assert r.headers["x-request-id"] == "fault-2"
     # The short road's own fault is logged there.
-    assert any(
-        rec.name == "ogshot.front"
-        and rec.exc_info
-        and "a fault in the hit road" in str(rec.exc_info[1])
-        for rec in caplog.records
-    )
+    assert logged_fault(caplog, "ogshot.front", "a fault in the hit road")
 
 
 def test_a_fault_making_a_card_is_a_logged_json_500_with_its_request_id(
@@ -211,12 +214,7 @@ def test_a_fault_making_a_card_is_a_logged_json_500_with_its_request_id(
     assert r.headers["x-request-id"] == "fault-3"
     assert head.status_code == 500 and head.content == b""
     assert head.headers["x-request-id"] == "fault-4"
-    assert any(
-        rec.name == "ogshot"
-        and rec.exc_info
-        and "a fault making the card" in str(rec.exc_info[1])
-        for rec in caplog.records
-    )
+    assert logged_fault(caplog, "ogshot", "a fault making the card")
     (line,) = [
         rec
         for rec in caplog.records
