@@ -18,6 +18,7 @@ within one task tree (a card's capture runs inside the card's slot), and the cli
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import math
@@ -252,40 +253,64 @@ class Budget:
 
 
 class Gate:
-    """At most ``limit`` holders at once, at most ``queue`` waiting; beyond, Overloaded at once."""
+    """At most ``limit`` holders at once, at most ``queue`` waiting; beyond, Overloaded at once.
+
+    A free turn is taken without waiting on anything (:meth:`try_acquire`); only a card that has
+    to queue awaits, first come first served. A turn given back while cards wait goes straight
+    to the first of them, so nobody arriving meanwhile can take it past the queue. Event loop
+    thread only.
+    """
 
     def __init__(self, limit: int, queue: int) -> None:
         self.limit = limit
         self.queue = queue
         self.in_flight = 0
         self.queued = 0
-        self._waiters: asyncio.Semaphore | None = None
+        #: The queue: each waiter's future, given a result when a turn is handed to it.
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def try_acquire(self) -> bool:
+        """Take a free turn if there is one and nobody queues for it."""
+        if self.in_flight < self.limit and not self.queued:
+            self.in_flight += 1
+            return True
+        return False
 
     async def acquire(self) -> None:
         """Take a turn, waiting in the queue for one if every turn is taken; raise Overloaded at
         once if the queue is full too. Every acquire that returns is paired with a release."""
-        sem = self._waiters
-        if sem is None:
-            sem = self._waiters = asyncio.Semaphore(self.limit)
-        if sem.locked():
-            if self.queued >= self.queue:
-                raise Overloaded(
-                    f"the server is making {self.in_flight} cards and {self.queued} more wait; "
-                    "try again shortly"
-                )
-            self.queued += 1
-            try:
-                await sem.acquire()
-            finally:
-                self.queued -= 1
-        else:
-            await sem.acquire()
-        self.in_flight += 1
+        if self.try_acquire():
+            return
+        if self.queued >= self.queue:
+            raise Overloaded(
+                f"the server is making {self.in_flight} cards and {self.queued} more wait; "
+                "try again shortly"
+            )
+        turn = asyncio.get_running_loop().create_future()
+        self._waiters.append(turn)
+        self.queued += 1
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self.release()  # handed a turn just as it was cancelled: pass it on
+            raise
+        finally:
+            self.queued -= 1
+            if not turn.done():
+                turn.cancel()
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(turn)
 
     def release(self) -> None:
+        """Give a turn back: to the first card still waiting, or free."""
+        waiters = self._waiters
+        while waiters:
+            turn = waiters.popleft()
+            if not turn.done():
+                turn.set_result(None)  # in_flight unchanged: the turn changes hands
+                return
         self.in_flight -= 1
-        assert self._waiters is not None
-        self._waiters.release()
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
@@ -324,7 +349,9 @@ class _Slot:
             admission.refused.note(client, exc.retry_after or 1, budget=True)
             raise
         try:
-            await admission.gate.acquire()
+            gate = admission.gate
+            if not gate.try_acquire():
+                await gate.acquire()
         except Overloaded as exc:
             admission.refused.note(client, exc.retry_after or 1, budget=False)
             raise

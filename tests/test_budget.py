@@ -296,3 +296,35 @@ def test_a_slot_is_given_back_when_its_work_fails_or_is_cancelled() -> None:
                 pass
 
     asyncio.run(scene())
+
+
+def test_a_turn_handed_to_a_waiter_cancelled_at_that_moment_is_passed_on() -> None:
+    """A turn given back goes straight to the first card waiting. If that card is cancelled
+    before it runs, the turn must go on to the next one (not be lost, which would shrink the
+    gate for good), and nobody arriving meanwhile may take it past the queue."""
+
+    async def scene() -> None:
+        gate = Gate(limit=1, queue=4)
+        await gate.acquire()
+        served: list[str] = []
+
+        async def waiter(name: str) -> None:
+            await gate.acquire()
+            served.append(name)
+            gate.release()
+
+        first = asyncio.create_task(waiter("first"))
+        second = asyncio.create_task(waiter("second"))
+        await asyncio.sleep(0)
+        assert gate.queued == 2
+        gate.release()  # handed to the first ...
+        first.cancel()  # ... which is cancelled before it runs
+        assert not gate.try_acquire()  # a newcomer does not jump the queue
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        await asyncio.wait_for(second, 5)
+        assert served == ["second"]
+        assert (gate.in_flight, gate.queued) == (0, 0)
+        assert gate.try_acquire()
+
+    asyncio.run(scene())
