@@ -270,8 +270,10 @@ class Gate:
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
 
     def try_acquire(self) -> bool:
-        """Take a free turn if there is one and nobody queues for it."""
-        if self.in_flight < self.limit and not self.queued:
+        """Take a free turn if there is one. (While cards wait for a turn none is free: a turn
+        given back then goes to the first of them. Counting them here instead would strand a
+        newcomer behind a waiter cancelled before it could leave the queue.)"""
+        if self.in_flight < self.limit:
             self.in_flight += 1
             return True
         return False

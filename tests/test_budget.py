@@ -328,3 +328,25 @@ def test_a_turn_handed_to_a_waiter_cancelled_at_that_moment_is_passed_on() -> No
         assert gate.try_acquire()
 
     asyncio.run(scene())
+
+
+def test_a_free_turn_is_taken_while_a_cancelled_waiter_has_not_yet_left_the_queue() -> None:
+    """A waiter cancelled, then the turn given back with nobody else waiting: the turn is free,
+    even before the cancelled task has run to leave the queue. A newcomer must take it, not
+    queue behind a waiter that is gone (nothing would ever hand it a turn)."""
+
+    async def scene() -> None:
+        gate = Gate(limit=1, queue=4)
+        await gate.acquire()
+        waiter = asyncio.create_task(gate.acquire())
+        await asyncio.sleep(0)
+        waiter.cancel()
+        gate.release()
+        await asyncio.wait_for(gate.acquire(), 5)
+        assert gate.in_flight == 1
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        gate.release()
+        assert (gate.in_flight, gate.queued) == (0, 0)
+
+    asyncio.run(scene())
