@@ -340,9 +340,10 @@ def test_a_free_turn_is_taken_while_a_cancelled_waiter_has_not_yet_left_the_queu
         await gate.acquire()
         waiter = asyncio.create_task(gate.acquire())
         await asyncio.sleep(0)
+        newcomer = asyncio.create_task(gate.acquire())  # runs before the waiter's cancellation
         waiter.cancel()
         gate.release()
-        await asyncio.wait_for(gate.acquire(), 5)
+        await asyncio.wait_for(newcomer, 5)
         assert gate.in_flight == 1
         with pytest.raises(asyncio.CancelledError):
             await waiter
