@@ -96,8 +96,10 @@ def create_app(settings: Settings | None = None, *, service: CardService | None 
                 # The server hands this state to each connection (connection.py reads the pacer).
                 yield {PACER: pacer_for(app, svc, client_rule, settings.refusal_pause)}
         finally:
-            await svc.aclose()
-            ACCESS_LINES.flush()  # the last answers' lines, before the process goes
+            try:
+                await svc.aclose()
+            finally:
+                ACCESS_LINES.flush()  # the last answers' lines, before the process goes
 
     # FastAPIOffline: FastAPI whose /docs and /redoc load their scripts from the app, not a CDN.
     app = FastAPIOffline(

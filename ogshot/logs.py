@@ -18,7 +18,9 @@ import json
 import logging
 import os
 import re
+import sys
 import time
+import traceback
 from collections.abc import Callable
 from contextlib import suppress
 from contextvars import ContextVar
@@ -195,7 +197,11 @@ class LaterLines:
             self.flush()
         elif self._timer is None:
             self._loop = loop
-            self._timer = loop.call_later(self.delay, self.flush)
+            self._timer = loop.call_later(self.delay, self._due)
+
+    def _due(self) -> None:
+        self._timer = None  # this very timer: nothing to cancel
+        self.flush()
 
     def flush(self) -> None:
         """Write every kept line now, each with the time its fields were taken."""
@@ -208,14 +214,23 @@ class LaterLines:
             self._write(level, fields, taken)
 
     def _write(self, level: int, fields: dict[str, Any], taken: float | None) -> None:
-        message, extra = self.render(fields)
         logger = self.logger
-        record = logger.makeRecord(logger.name, level, __file__, 0, message, (), None, extra=extra)
-        if taken is not None:
-            record.created = taken
-            record.msecs = (taken - int(taken)) * 1000
-            record.relativeCreated = (taken - logging._startTime) * 1000  # type: ignore[attr-defined]
-        logger.handle(record)
+        try:
+            message, extra = self.render(fields)
+            record = logger.makeRecord(
+                logger.name, level, __file__, 0, message, (), None, extra=extra
+            )
+            if taken is not None:
+                record.created = taken
+                record.msecs = (taken - int(taken)) * 1000
+                record.relativeCreated = (taken - logging._startTime) * 1000  # type: ignore[attr-defined]
+            logger.handle(record)
+        except Exception:
+            # A filter or handler of the user's that fails on one line costs that line alone,
+            # reported as logging reports its own failures, never the lines after it.
+            rid = fields.get("request_id")
+            sys.stderr.write(f"ogshot: the access line of request {rid} could not be written\n")
+            traceback.print_exc(file=sys.stderr)
 
 
 def access_message(ctx: dict[str, Any]) -> str:

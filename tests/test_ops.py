@@ -338,3 +338,46 @@ def test_the_last_access_lines_are_written_when_the_app_stops(
     finally:
         front.ACCESS_LINES.delay = original
     assert line.__dict__["request_id"] == "last"
+
+
+def test_a_line_that_cannot_be_written_costs_that_line_alone(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    logger, kept = _lines_logger("ogshot.test-later-faults")
+
+    class Picky(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            if record.getMessage() == "line 1":
+                raise ValueError("a filter that fails")
+            return True
+
+    logger.addFilter(Picky())
+    lines = logs.LaterLines(logger, _line, delay=0.01)
+
+    async def run() -> None:
+        for i in range(4):
+            lines.add(logging.INFO, {"message_text": f"line {i}", "request_id": f"r{i}"})
+        await asyncio.sleep(0.1)
+
+    asyncio.run(run())
+    assert [r.getMessage() for r in kept.records] == ["line 0", "line 2", "line 3"]
+    assert "request r1 could not be written" in capsys.readouterr().err
+
+
+def test_the_last_access_lines_are_written_even_when_closing_the_service_fails(
+    settings: Settings, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ogshot import front
+    from ogshot.service import CardService
+
+    async def broken(self: CardService) -> None:
+        raise RuntimeError("closing failed")
+
+    monkeypatch.setattr(CardService, "aclose", broken)
+    monkeypatch.setattr(front.ACCESS_LINES, "delay", 60.0)
+    with caplog.at_level(logging.INFO, logger="ogshot.access"):
+        with pytest.raises(RuntimeError, match="closing failed"):
+            with TestClient(create_app(settings)) as c:
+                c.get("/og.png", params={"title": "Last words"}, headers={"X-Request-Id": "gone"})
+        lines = [r for r in caplog.records if r.name == "ogshot.access"]
+    assert [r.__dict__["request_id"] for r in lines] == ["gone"]
