@@ -109,6 +109,17 @@ _key_json = partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
 #: Waiting requests on one card's work from which those gone away are shed.
 _PRUNE_WAITERS = 64
 
+
+class _Waiters(list[asyncio.Future[CardResult]]):
+    """The requests waiting on one card's work, and the length at which those gone away are
+    next shed (see CardService._outcome)."""
+
+    __slots__ = ("shed_at",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shed_at = _PRUNE_WAITERS
+
 #: How often a worker waiting on another worker's lease looks for the result.
 _POLL_SECONDS = 0.025
 #: After a failed refresh, serve the stale entry this long before trying again.
@@ -187,7 +198,7 @@ class CardService:
         self._key_frames: dict[tuple[object, ...], tuple[str, str]] = {}
         self._inflight: dict[str, asyncio.Task[CardResult]] = {}
         #: The requests waiting on each task of ``_inflight`` (see :meth:`_fly`).
-        self._waiters: dict[asyncio.Task[CardResult], list[asyncio.Future[CardResult]]] = {}
+        self._waiters: dict[asyncio.Task[CardResult], _Waiters] = {}
         self._meta_inflight: dict[str, asyncio.Task[PageMeta]] = {}
         self._refresh_failed: TTLCache[str, float] = TTLCache(
             maxsize=4096, ttl=_REFRESH_BACKOFF, timer=clock
@@ -367,7 +378,7 @@ class CardService:
     def _start(self, key: str, card: Card, stale: Entry | None) -> asyncio.Task[CardResult]:
         # The work runs in its own task, so that a client hanging up does not cancel it for the
         # others waiting on the same key.
-        waiters: list[asyncio.Future[CardResult]] = []
+        waiters = _Waiters()
         task = asyncio.create_task(
             self._fly(key, card, stale, waiters), name=f"card-{key[5:17]}"
         )
@@ -418,12 +429,12 @@ class CardService:
             return task
         waiter: asyncio.Future[CardResult] = asyncio.get_running_loop().create_future()
         waiters = self._waiters[task]
-        held = len(waiters)
-        if held >= _PRUNE_WAITERS and not held & (held - 1):
-            # Requests that went away leave their cancelled futures here: shed them each time
-            # the list reaches a power of two, so a crowd hanging up during a long capture is
-            # not all held, and a crowd that stays costs no more than its own list.
+        if len(waiters) >= waiters.shed_at:
+            # Requests that went away leave their cancelled futures here: shed them once the
+            # list has doubled since it was last shed, so a crowd hanging up during a long
+            # capture is not all held, and each request pays for the shedding once, on average.
             waiters[:] = [w for w in waiters if not w.done()]
+            waiters.shed_at = max(_PRUNE_WAITERS, 2 * len(waiters))
         waiters.append(waiter)
         return waiter
 
@@ -578,7 +589,14 @@ class CardService:
             else:
                 loop.call_soon_threadsafe(_succeed, future, made)
 
-        self._executor.submit(run)
+        queued = self._executor.submit(run)
+        # Cancelled either side, as run_in_executor links them: a wait given up takes its
+        # render out of the queue (when not begun), and a render taken out of the queue (the
+        # pool shutting down) ends its wait.
+        future.add_done_callback(lambda f: queued.cancel() if f.cancelled() else None)
+        queued.add_done_callback(
+            lambda q: loop.call_soon_threadsafe(future.cancel) if q.cancelled() else None
+        )
         return future
 
     async def _capture_for(self, card: Card) -> tuple[Image.Image | None, str | None]:

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import threading
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -560,3 +561,79 @@ def test_a_render_whose_wait_was_cancelled_ends_quietly(
     with caplog.at_level(logging.ERROR):
         assert asyncio.run(run()) == (True, True, '"etag"')
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_shedding_gone_waiters_costs_each_request_once_on_average(
+    layouts: LayoutRegistry, fonts: FontSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sheds = []
+
+    class Counted(service_module._Waiters):
+        def __setitem__(self, index: Any, value: Any) -> None:
+            sheds.append(len(self))
+            super().__setitem__(index, value)
+
+    monkeypatch.setattr(service_module, "_Waiters", Counted)
+
+    class Slow(CardService):
+        async def _produce(self, key: str, card: Card, stale: Any) -> CardResult:
+            await asyncio.sleep(0.5)
+            raise RuntimeError("no card")
+
+    svc = Slow(make_settings(), layouts=layouts, fonts=fonts)
+    card = parse_card(CARD)
+    key = svc.key(card)
+
+    async def run() -> None:
+        work = svc._start(key, card, None)
+        staying = [svc._outcome(work) for _ in range(1023)]
+        for _ in range(3000):  # one comes and goes, again and again, beside a crowd that stays
+            svc._outcome(work).cancel()
+        for waiter in staying:
+            waiter.cancel()
+        await asyncio.gather(work, return_exceptions=True)
+
+    asyncio.run(run())
+    # Shed once the list doubled since the last shedding: a handful of times, not on every
+    # arrival once the crowd sits near a power of two.
+    assert 1 <= len(sheds) <= 8
+
+
+def test_a_render_and_its_wait_are_cancelled_together(
+    layouts: LayoutRegistry, fonts: FontSet
+) -> None:
+    svc = CardService(make_settings(render_threads=1), layouts=layouts, fonts=fonts)
+    card = parse_card(CARD)
+    ran: list[str] = []
+
+    def busy(card: Card, capture: Any) -> tuple[bytes, str]:
+        time.sleep(0.2)
+        ran.append("busy")
+        return b"", '""'
+
+    def queued(card: Card, capture: Any) -> tuple[bytes, str]:
+        ran.append("queued")
+        return b"", '""'
+
+    started = threading.Event()
+
+    def blocking(card: Card, capture: Any) -> tuple[bytes, str]:
+        started.set()
+        return busy(card, capture)
+
+    async def run() -> tuple[bool, bool]:
+        first = svc._on_render_thread(busy, card, None)
+        given_up = svc._on_render_thread(queued, card, None)
+        given_up.cancel()  # its wait given up while it is still queued: it never runs
+        await first
+        await asyncio.sleep(0.1)
+        blocker = svc._on_render_thread(blocking, card, None)
+        await asyncio.to_thread(started.wait, 5)  # the thread is taken: the next one queues
+        left = svc._on_render_thread(queued, card, None)
+        svc._executor.shutdown(wait=False, cancel_futures=True)  # as closing the service does
+        done, _ = await asyncio.wait([left], timeout=2)
+        await blocker
+        return left in done, left.cancelled()
+
+    assert asyncio.run(run()) == (True, True)
+    assert ran == ["busy", "busy"]
