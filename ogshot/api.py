@@ -132,7 +132,6 @@ def create_app(settings: Settings | None = None, *, service: CardService | None 
     app.include_router(robots.router)
     app.include_router(pages.router)
     openapi.install(app)
-    app.add_middleware(CardFastPath)
     app.add_middleware(QueryLimit)
     # Every route, present and future, gets the body cap.
     app.add_middleware(
@@ -157,7 +156,7 @@ def create_app(settings: Settings | None = None, *, service: CardService | None 
 
 def pacer_for(app: FastAPI, svc: CardService, rule: ClientRule, pause: float) -> Pacer:
     """The connections' pacer: refused clients as the service's admission remembers them, and a
-    repeat query of a card fresh in memory (the fast path's road) never held."""
+    repeat query of a card fresh in memory (the front layer's hit) never held."""
     memo: LRUCache[bytes, str] = app.state.card_keys
 
     def fresh_hit(method: bytes, target: bytes) -> bool:
@@ -223,8 +222,8 @@ def _install_routes(app: FastAPI) -> None:
     async def og_image(request: Request) -> Response:
         """A 1200×630 social card. ``Card`` validates the parameters all at once, so every bad
         value gets the same error shape."""
-        # CardFastPath answers GET and HEAD before routing; this is the same road, for any
-        # request that reaches the router all the same.
+        # The front layer answers GET and HEAD without a body itself (CardHits); this is the
+        # same road, for the requests that reach the router all the same (those with a body).
         result = await card_for_query(request.app.state, request.scope["query_string"])
         return card_response(request, result)
 
@@ -295,7 +294,7 @@ def card_reply(
 ) -> tuple[int, dict[str, str], bytes]:
     """HTTP semantics for a card: ETag, 304, HEAD, Range, Cache-Control.
 
-    The one place both roads to a card (the route and :class:`CardFastPath`) take their answer
+    The one place both roads to a card (the route and :class:`CardHits`) take their answer
     from, given the same :class:`~ogshot.headers.Conditions` read from the same raw headers.
 
     Returns the status, the headers (``Content-Type`` and ``Content-Length`` included, except on a
@@ -338,46 +337,6 @@ def card_response(request: Request, result: CardResult) -> Response:
 #: (longer ones, rare in practice, take the normal road every time). At most ~10 MB.
 KEY_MEMO_ENTRIES = 8192
 KEY_MEMO_QUERY_MAX = 1024
-
-
-class CardFastPath:
-    """Answers ``GET|HEAD /og.png`` before any routing.
-
-    A query string seen before maps (through a bounded memo filled by :func:`card_for_query`)
-    to its cache key; when the memory tier holds a fresh entry for it, the reply is sent at
-    once: no validation, no key hashing, no body re-encoding. Everything else (first sight,
-    stale or missing entries) takes the normal road, :func:`card_for_query`, here too: the
-    router, the framework's request and response objects and its dependency solving would add
-    a few hundred microseconds to every card made while the crawler waits, for nothing that
-    road needs. Its errors get the one JSON shape here; anything unexpected goes on up to the
-    app's own handler.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == "http"
-            and scope["path"] == "/og.png"
-            and scope["method"] in ("GET", "HEAD")
-        ):
-            state = scope["app"].state
-            key = state.card_keys.get(scope["query_string"])
-            if key is not None:
-                result = state.service.fresh_hit(key)
-                if result is not None:
-                    await _send_card(scope, send, result)
-                    return
-            try:
-                result = await card_for_query(state, scope["query_string"])
-            except OgshotError as exc:
-                reply = error_response(exc.status, exc.code, exc.detail, exc.headers())
-                await reply(scope, receive, send)
-                return
-            await _send_card(scope, send, result)
-            return
-        await self.app(scope, receive, send)
 
 
 #: Encoded header blocks of recent plain (no Range) replies. The ETag stands for the bytes (so
@@ -455,9 +414,3 @@ def _card_reply_raw(scope: Scope, result: CardResult) -> Reply:
     if memo_key is not None:
         _RAW_HEADERS[memo_key] = raw
     return status, raw, body
-
-
-async def _send_card(scope: Scope, send: Send, result: CardResult) -> None:
-    status, raw, body = _card_reply_raw(scope, result)
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})

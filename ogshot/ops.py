@@ -149,7 +149,7 @@ class RouteNote:
 def route_of(scope: Scope) -> str:
     """The matched route's path template (a bounded label), or ``unmatched``.
 
-    The router leaves the route in the scope; the card fast paths answer before routing, and
+    The router leaves the route in the scope; the front layer answers cards before routing, and
     only ever for ``/og.png``.
     """
     route = scope.get("route")
