@@ -119,7 +119,9 @@ def _one_line(
 #: however many new titles come between them.
 _KEPT = 1024
 _KEPT_TEXT = 256
-_kept: weakref.WeakKeyDictionary[FontSet, LRUCache[tuple[object, ...], Fitted]] = (
+#: What a fitting depends on, in the order of fit's arguments.
+_FitKey = tuple[str, Weight, int, int, int, int, int, float]
+_kept: weakref.WeakKeyDictionary[FontSet, LRUCache[_FitKey, Fitted]] = (
     weakref.WeakKeyDictionary()
 )
 _kept_lock = threading.Lock()
@@ -147,13 +149,13 @@ def fit(
 
     Fitting is pure: a text fitted once in a font set is answered from memory the next time.
     """
-    key = (text, weight, width, height, max_size, min_size, max_lines, line_height)
+    key: _FitKey = (text, weight, width, height, max_size, min_size, max_lines, line_height)
     with _kept_lock:  # a lookup moves the text to the recent end
         kept = _kept.get(fonts)
         found = kept.get(key) if kept is not None else None
     if found is not None:
         return found
-    found = _fit(fonts, *key)
+    found = _fit(fonts, key)
     if len(text) <= _KEPT_TEXT:
         with _kept_lock:
             kept = _kept.get(fonts)
@@ -163,18 +165,9 @@ def fit(
     return found
 
 
-def _fit(
-    fonts: FontSet,
-    text: str,
-    weight: Weight,
-    width: int,
-    height: int,
-    max_size: int,
-    min_size: int,
-    max_lines: int,
-    line_height: float,
-) -> Fitted:
-    """:func:`fit` without memory; the arguments in the order of its key."""
+def _fit(fonts: FontSet, key: _FitKey) -> Fitted:
+    """:func:`fit` without memory, for its key."""
+    text, weight, width, height, max_size, min_size, max_lines, line_height = key
     text = normalise(text)
     if not text:
         return Fitted(max_size, (), round(max_size * line_height), 0, 0, False, False)
