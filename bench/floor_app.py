@@ -5,7 +5,7 @@
 A bare ASGI app under the same server as ``ogshot serve`` (uvicorn, ogshot's own connection
 protocol, one process, the access log off): ``GET /og.png?title=...`` hands ogshot's own render
 and PNG (``make_card_bytes``) of that card to one render thread (of the render threads' priority),
-hashes the bytes on that thread as ogshot does for its ETag, and answers them with a handful of
+hashes the bytes on that thread for the ETag as ogshot does (``etag_for``), and answers them with a handful of
 headers, ``X-Render-Ms`` (the render and PNG, timed on that thread) among them. Nothing else:
 no validation, key, cache, budget, coalescing, metrics or log line. ``bench_cold`` measures it
 beside ``ogshot serve``: the difference between the two is what ogshot's own request path costs.
@@ -14,7 +14,6 @@ beside ``ogshot serve``: the difference between the two is what ogshot's own req
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +23,7 @@ from urllib.parse import parse_qsl
 from ogshot.card import Card
 from ogshot.fonts import FontSet
 from ogshot.layouts import LayoutRegistry, builtin_dir
-from ogshot.service import make_card_bytes
+from ogshot.service import etag_for, make_card_bytes
 from ogshot.workers import lower_thread_priority, tune_allocator
 
 Scope = dict[str, Any]
@@ -41,7 +40,7 @@ def make_app() -> Any:
         card = Card(**params)
         body = make_card_bytes(card, registry, fonts)
         took = time.perf_counter() - t0
-        return body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"', took
+        return body, etag_for(body), took
 
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
