@@ -5,10 +5,11 @@
 A bare ASGI app under the same server as ``ogshot serve`` (uvicorn, ogshot's own connection
 protocol, one process, the access log off): ``GET /og.png?title=...`` hands ogshot's own render
 and PNG (``make_card_bytes``) of that card to one render thread (of the render threads' priority),
-hashes the bytes on that thread for the ETag as ogshot does (``etag_for``), and answers them with a handful of
-headers, ``X-Render-Ms`` (the render and PNG, timed on that thread) among them. Nothing else:
-no validation, key, cache, budget, coalescing, metrics or log line. ``bench_cold`` measures it
-beside ``ogshot serve``: the difference between the two is what ogshot's own request path costs.
+hashes the bytes there for the ETag as ogshot does (``etag_for``), and answers them with a
+handful of headers, ``X-Render-Ms`` (the render and PNG, timed on that thread) among them.
+Nothing else: no validation, key, cache, budget, coalescing, metrics or log line.
+``bench_cold`` measures it beside ``ogshot serve``: the difference between the two is what
+ogshot's own request path costs.
 """
 
 from __future__ import annotations
