@@ -365,8 +365,7 @@ def sample(service: Any) -> None:
     BREAKER_STATE.set(_BREAKER.get(breaker.state, 0) if breaker is not None else 0)
     CARDS_IN_PROGRESS.set(service.in_flight)
     CARDS_QUEUED.set(service.queued)
-    queue = getattr(service._executor, "_work_queue", None)
-    RENDER_QUEUE.set(queue.qsize() if queue is not None else 0)
+    RENDER_QUEUE.set(service._executor.queued())
 
 
 async def sample_forever(service: Any) -> None:

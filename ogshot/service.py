@@ -8,13 +8,13 @@ nothing of FastAPI: it takes a validated :class:`~ogshot.card.Card` and returns 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -43,7 +43,7 @@ from .settings import Settings
 from .workers import (
     RELEASE_EVERY,
     ProcessRenderer,
-    lower_thread_priority,
+    RenderThreads,
     release_memory,
     tune_allocator,
 )
@@ -186,11 +186,7 @@ class CardService:
         if self._processes is not None:
             # Each thread then only waits on a worker process: one per process keeps them busy.
             threads = max(threads, self._processes.processes)
-        self._executor = ThreadPoolExecutor(
-            max_workers=threads,
-            thread_name_prefix="ogshot-render",
-            initializer=lower_thread_priority,
-        )
+        self._executor = RenderThreads(threads)
         #: The per-client budget and the bounded gate that every cache miss passes (budget.py).
         self.admission = Admission.from_settings(
             settings, self._processes.processes if self._processes is not None else threads
@@ -580,27 +576,27 @@ class CardService:
 
         ``run_in_executor`` does the same through a chain of futures (the executor's, then a
         copy of its state onto the loop's): a cold card's crawler waits for that chain twice
-        per card, once each way, and this is about half its work.
+        per card, once each way. Here the render thread sets the loop's own future, and a wait
+        given up before its render began leaves that render undone, as a future cancelled in
+        the executor's queue would; the threads shutting down with it still queued ends its
+        wait.
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[bytes, str]] = loop.create_future()
 
         def run() -> None:
+            if future.cancelled():  # its wait was given up before a thread took it
+                return
             try:
                 made = render(card, capture)
             except BaseException as exc:  # handed over, as run_in_executor would
-                loop.call_soon_threadsafe(_fail, future, exc)
+                outcome: tuple[Callable[..., None], object] = (_fail, exc)
             else:
-                loop.call_soon_threadsafe(_succeed, future, made)
+                outcome = (_succeed, made)
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: none waits
+                loop.call_soon_threadsafe(outcome[0], future, outcome[1])
 
-        queued = self._executor.submit(run)
-        # Cancelled either side, as run_in_executor links them: a wait given up takes its
-        # render out of the queue (when not begun), and a render taken out of the queue (the
-        # pool shutting down) ends its wait.
-        future.add_done_callback(lambda f: queued.cancel() if f.cancelled() else None)
-        queued.add_done_callback(
-            lambda q: loop.call_soon_threadsafe(future.cancel) if q.cancelled() else None
-        )
+        self._executor.call(run, lambda: loop.call_soon_threadsafe(future.cancel))
         return future
 
     async def _capture_for(self, card: Card) -> tuple[Image.Image | None, str | None]:

@@ -32,9 +32,13 @@ import os
 import platform
 import sys
 import threading
-from concurrent.futures import ProcessPoolExecutor
+import weakref
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from queue import Empty, SimpleQueue
+from typing import Any, TypeVar
 
 from PIL import Image
 
@@ -45,6 +49,7 @@ from .layouts import Layout
 from .render import render_card
 
 log = logging.getLogger("ogshot")
+T = TypeVar("T")
 
 _worker_fonts: FontSet | None = None
 
@@ -113,6 +118,109 @@ def lower_thread_priority() -> None:
     with contextlib.suppress(OSError):
         nice = os.getpriority(os.PRIO_PROCESS, tid) + RENDER_NICE
         os.setpriority(os.PRIO_PROCESS, tid, min(19, nice))
+
+
+class RenderThreads(Executor):
+    """The render threads: calls taken from one plain queue, in order, by a fixed number of
+    threads (started as calls come, up to that number) running at :func:`lower_thread_priority`.
+
+    ``ThreadPoolExecutor`` wraps every call in a future guarded by a Python-level condition and
+    finds an idle thread through a Python-level semaphore. A cold card's render can only start
+    once the event loop lets go of the GIL, and the loop only hears of its end once the thread
+    has let go too: both sides of that bookkeeping stood between the crawler and its card, about
+    a tenth of a millisecond there and back with the caches cold after a render. :meth:`call`
+    queues a bare callable; :meth:`submit` (what ``run_in_executor`` calls) still gives a future.
+    """
+
+    def __init__(self, threads: int, name: str = "ogshot-render") -> None:
+        if threads < 1:
+            raise ValueError("at least one render thread")
+        self.threads = threads
+        self._name = name
+        self._queue: SimpleQueue[_Call | None] = SimpleQueue()
+        self._started: list[threading.Thread] = []
+        self._closed = False
+        # The threads hold the queue, never the pool: a pool dropped unclosed still ends them.
+        self._finalizer = weakref.finalize(self, _end_threads, self._queue, self._started)
+
+    def call(self, run: Callable[[], object], cancel: Callable[[], object]) -> None:
+        """Run ``run()`` on a render thread, or ``cancel()`` instead should the pool shut down
+        first with ``cancel_futures``. ``run`` handles its own failures: an exception it lets
+        through is logged and dropped."""
+        if self._closed:
+            raise RuntimeError("the render threads are shut down")
+        if len(self._started) < self.threads:
+            self._start()
+        self._queue.put((run, cancel))
+
+    def submit(
+        self, fn: Callable[..., T], /, *args: Any, **kwargs: Any
+    ) -> Future[T]:
+        future: Future[T] = Future()
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+        self.call(run, future.cancel)
+        return future
+
+    def queued(self) -> int:
+        """Calls waiting for a thread."""
+        return self._queue.qsize()
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._closed = True
+        if cancel_futures:
+            while True:
+                try:
+                    pending = self._queue.get_nowait()
+                except Empty:
+                    break
+                if pending is not None:
+                    pending[1]()
+        self._finalizer()  # each thread ends once the call it is running returns
+        if wait:
+            for thread in self._started:
+                thread.join()
+
+    def _start(self) -> None:
+        thread = threading.Thread(
+            target=_take_calls,
+            args=(self._queue,),
+            name=f"{self._name}_{len(self._started)}",
+            daemon=True,
+        )
+        thread.start()
+        self._started.append(thread)
+
+
+#: A queued call: what runs it, and what cancels it when the pool shuts down first.
+_Call = tuple[Callable[[], object], Callable[[], object]]
+
+
+def _take_calls(queue: SimpleQueue[_Call | None]) -> None:
+    lower_thread_priority()
+    while True:
+        call = queue.get()
+        if call is None:
+            return
+        try:
+            call[0]()
+        except BaseException:
+            log.exception("a call on a render thread failed")
+        del call
+
+
+def _end_threads(queue: SimpleQueue[_Call | None], started: list[threading.Thread]) -> None:
+    for _ in started:
+        queue.put(None)
 
 
 def _start_worker(dirs: tuple[Path, ...]) -> None:

@@ -18,7 +18,13 @@ from ogshot.fonts import FontSet
 from ogshot.layouts import LayoutRegistry
 from ogshot.service import CardService, make_card_bytes
 from ogshot.settings import Settings
-from ogshot.workers import RENDER_NICE, ProcessRenderer, release_memory, tune_allocator
+from ogshot.workers import (
+    RENDER_NICE,
+    ProcessRenderer,
+    RenderThreads,
+    release_memory,
+    tune_allocator,
+)
 
 from .conftest import ogshot_serve_process
 
@@ -200,7 +206,7 @@ def test_serving_leaves_a_core_to_the_event_loop_and_builds_take_them_all(
     monkeypatch.setattr(os, "cpu_count", lambda: cores)
     service = CardService(_settings(), layouts=layouts, fonts=fonts)
     try:
-        assert service._executor._max_workers == serving
+        assert service._executor.threads == serving
     finally:
         asyncio.run(service.aclose())
 
@@ -211,7 +217,7 @@ def test_serving_leaves_a_core_to_the_event_loop_and_builds_take_them_all(
         @classmethod
         def from_settings(cls, settings: Settings) -> CardService:
             made = CardService(settings, layouts=layouts, fonts=fonts)
-            seen.append(made._executor._max_workers)
+            seen.append(made._executor.threads)
             return made
 
     monkeypatch.setattr(batchcli, "CardService", Recording)
@@ -252,3 +258,86 @@ def test_stopping_the_server_stops_its_render_workers(tmp_path: Path) -> None:
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     assert not left, "render workers outlived the server"
+
+
+def test_render_threads_run_calls_in_order_and_give_futures_to_run_in_executor() -> None:
+    pool = RenderThreads(1)
+    try:
+        ran: list[int] = []
+        for i in range(5):
+            pool.call(lambda i=i: ran.append(i), lambda: None)
+        assert pool.submit(lambda a, b=0: a + b, 2, b=3).result(timeout=10) == 5
+        assert ran == [0, 1, 2, 3, 4]  # one thread, one queue: in the order given
+        failing = pool.submit(int, "not a number")
+        with pytest.raises(ValueError):
+            failing.result(timeout=10)
+
+        async def through_the_loop() -> str:
+            return await asyncio.get_running_loop().run_in_executor(pool, str.upper, "card")
+
+        assert asyncio.run(through_the_loop()) == "CARD"
+        # A call that lets an exception through is logged; the thread lives on.
+        pool.call(lambda: 1 / 0, lambda: None)
+        assert pool.submit(lambda: "still here").result(timeout=10) == "still here"
+    finally:
+        pool.shutdown(wait=False)
+
+
+def test_render_threads_start_as_calls_come_and_no_more_than_asked() -> None:
+    pool = RenderThreads(2, name="bounded")
+    try:
+        assert _threads_named("bounded") == 0  # none before the first call
+        gate = threading.Event()
+        held = [pool.submit(gate.wait, 10) for _ in range(4)]
+        assert pool.queued() >= 1  # two run, the rest wait for one of them
+        assert _threads_named("bounded") == 2
+        gate.set()
+        assert all(f.result(timeout=10) for f in held)
+        assert pool.queued() == 0
+    finally:
+        pool.shutdown(wait=False)
+    for thread in threading.enumerate():
+        if thread.name.startswith("bounded_"):
+            thread.join(timeout=10)
+    assert _threads_named("bounded") == 0
+
+
+def test_render_threads_shut_down_cancelling_what_waits_and_refuse_new_calls() -> None:
+    pool = RenderThreads(1)
+    started, gate = threading.Event(), threading.Event()
+
+    def busy() -> str:
+        started.set()
+        gate.wait(10)
+        return "done"
+
+    running = pool.submit(busy)
+    assert started.wait(10)
+    waiting = pool.submit(str, "never")
+    cancelled: list[str] = []
+    pool.call(lambda: cancelled.append("ran"), lambda: cancelled.append("cancelled"))
+    pool.shutdown(wait=False, cancel_futures=True)
+    assert waiting.cancelled() and cancelled == ["cancelled"]
+    with pytest.raises(RuntimeError):
+        pool.submit(str, "late")
+    gate.set()
+    assert running.result(timeout=10) == "done"  # what had begun ends as it would
+
+
+def test_render_threads_left_unclosed_end_with_their_pool() -> None:
+    import gc
+
+    pool = RenderThreads(2, name="dropped")
+    assert pool.submit(lambda: 1).result(timeout=10) == 1
+    assert pool.submit(lambda: 2).result(timeout=10) == 2
+    threads = [t for t in threading.enumerate() if t.name.startswith("dropped_")]
+    assert threads
+    del pool
+    gc.collect()
+    for thread in threads:
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+
+
+def _threads_named(prefix: str) -> int:
+    return sum(1 for t in threading.enumerate() if t.name.startswith(prefix + "_") and t.is_alive())
