@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
+from codecs import escape_decode
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -284,9 +285,27 @@ def query_params(query: bytes) -> dict[str, str]:
         if "+" in pair:
             name, value = name.replace("+", " "), value.replace("+", " ")
         if "%" in pair:
-            name, value = unquote(name), unquote(value)
+            name, value = _unquote(name), _unquote(value)
         params[name] = value
     return params
+
+
+def _unquote(text: str) -> str:
+    """``urllib.parse.unquote(text)``, in C for the common case: ASCII text in which every
+    ``%`` starts an escape of two hex digits.
+
+    Each ``%`` becomes ``\\x`` (every backslash doubled first), which ``codecs.escape_decode``
+    turns into its byte; anything else (a stray ``%``, a raw non-ASCII character) raises, and
+    ``unquote`` reads the text as it always would. 0.8 us for a title instead of 5.
+    """
+    if "%" not in text:
+        return text
+    try:
+        escaped = text.replace("\\", "\\\\").replace("%", "\\x").encode("ascii")
+        raw: bytes = escape_decode(escaped)[0]
+    except (UnicodeEncodeError, ValueError):
+        return unquote(text)
+    return raw.decode("utf-8", "replace")
 
 
 def card_reply(

@@ -224,7 +224,11 @@ def test_two_range_lines_give_the_same_answer_on_both_paths(client: TestClient) 
 
 
 query_bytes = st.lists(
-    st.sampled_from(["a", "b", "=", "&", ";", "+", "%", "2", "0", "F", "é", " ", "%C3%A9"]),
+    st.sampled_from(
+        # Escapes well and badly formed, bytes that are no UTF-8, backslashes near escapes
+        ["a", "b", "=", "&", ";", "+", "%", "2", "0", "F", "x", "é", " ", "\\", "%C3%A9", "%e9"]
+        + ["%C3", "%FF", "%zz", "%4", "%5C", "\\x41", "%%", "%2B", "%26", "%3D", "%00"]
+    ),
     max_size=30,
 ).map(lambda parts: "".join(parts).encode("utf-8"))
 
