@@ -18,6 +18,10 @@ as long as it likes, and an endless head grows in memory all that time. Here eac
 
 Both deadlines are totals, not gaps between bytes: dripping bytes does not extend them.
 
+A connection left idle after an answer (no byte of a next request) is closed quietly after
+uvicorn's keep-alive timeout (``timeout_keep_alive``, 5 s), kept here on the same timer as the
+deadlines: one timer per connection, set again only when it must ring sooner.
+
 Pipelined requests: the parser reads every request it is given at once, answered or not. Once a
 request waits behind another's answer, the rest of what was read waits unparsed and the socket
 is not read until the answers before it are out: a client cannot queue requests faster than
@@ -63,6 +67,10 @@ _REASONS = {400: b"Bad Request", 408: b"Request Timeout"}
 _TIMEOUT_REPLY = _reply(RequestTimeout("the request did not arrive in time"))
 _MALFORMED_REPLY = _reply(BadRequest("the request is not valid HTTP/1.1"))
 _HEAD_TOO_LARGE_REPLY = _reply(BadRequest("the request line and headers are too large"))
+
+#: How early the timer may ring for a deadline and still end it (the loop's clock and the
+#: timer's may differ by a hair).
+_EARLY = 0.001
 
 #: Bytes given to the parser at once (see ``DeadlineProtocol._feed``).
 _PIECE = 4096
@@ -128,8 +136,14 @@ class DeadlineProtocol(HttpToolsProtocol):
         self.header_timeout = header_timeout
         self.body_timeout = body_timeout
         self.max_head = max_head
-        self._deadline: asyncio.TimerHandle | None = None
+        #: What the peer owes now ("headers", "body" or None) and the loop time it is due by.
         self._waiting_for: str | None = None
+        self._due: float | None = None
+        #: When a connection left idle after an answer is closed (uvicorn's keep-alive
+        #: timeout), or None once the next request has begun.
+        self._idle_due: float | None = None
+        #: The connection's one timer (see ``_ring``).
+        self._alarm: asyncio.TimerHandle | None = None
         self._phase = _IDLE
         #: Bytes of the current head read so far (see ``_feed``).
         self._head_bytes = 0
@@ -175,7 +189,7 @@ class DeadlineProtocol(HttpToolsProtocol):
         once one waits, the rest of the bytes wait unparsed (and the socket unread) until the
         answers before it are out.
         """
-        self._unset_keepalive_if_required()
+        self._idle_due = None  # the next request has begun: the connection is no longer idle
         if self._unparsed:
             self._unparsed += data
             self.flow.pause_reading()
@@ -262,7 +276,14 @@ class DeadlineProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()  # may start the next, pipelined request's cycle
+        if self.pipeline or self.transport.is_closing():
+            super().on_response_complete()  # starts the next, pipelined request's cycle
+        else:
+            # uvicorn's own steps here, without its idle timer: the alarm keeps that time.
+            self.server_state.total_requests += 1
+            self.flow.resume_reading()
+            self._idle_due = self.loop.time() + self.timeout_keep_alive
+            self._ring_by(self._idle_due)
         if self.transport.is_closing():
             return
         if self._refusal is not None:
@@ -315,7 +336,7 @@ class DeadlineProtocol(HttpToolsProtocol):
     def _hold(self, data: bytes, pause: float) -> None:
         self._held = [data]
         self.transport.pause_reading()
-        self._unset_keepalive_if_required()
+        self._idle_due = None
         self._arm(None)
         self._release = self.loop.call_later(pause, self._resume)
 
@@ -329,6 +350,10 @@ class DeadlineProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._arm(None)
+        self._idle_due = None
+        if self._alarm is not None:
+            self._alarm.cancel()
+            self._alarm = None
         if self._release is not None:
             self._release.cancel()
             self._release = None
@@ -350,20 +375,53 @@ class DeadlineProtocol(HttpToolsProtocol):
             self._arm(None)  # answering: the next request's time starts when the answer is out
 
     def _arm(self, waiting_for: str | None) -> None:
-        if waiting_for == self._waiting_for:
-            return  # already counting down for this part: more bytes do not extend it
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-        self._waiting_for = waiting_for
-        if waiting_for is not None:
-            delay = self.header_timeout if waiting_for == "headers" else self.body_timeout
-            self._deadline = self.loop.call_later(delay, self._expired)
+        """Count down for ``waiting_for`` (None: nothing is owed), unless already counting down
+        for it: more bytes do not extend a deadline.
 
-    def _expired(self) -> None:
-        self._deadline = None
+        Arming writes down when the deadline falls due, and moves the connection's one timer
+        only when it would ring too late for it; a deadline disarmed leaves the timer set, to
+        find nothing due when it rings. A keep-alive connection answering request after request
+        sets a timer every few seconds, rather than two per request (this deadline and
+        uvicorn's idle timer, each made and cancelled again) on a cold card's path.
+        """
+        if waiting_for == self._waiting_for:
+            return
+        self._waiting_for = waiting_for
+        if waiting_for is None:
+            self._due = None
+            return
+        delay = self.header_timeout if waiting_for == "headers" else self.body_timeout
+        self._due = self.loop.time() + delay
+        self._ring_by(self._due)
+
+    def _ring_by(self, when: float) -> None:
+        """Have the timer ring at ``when`` at the latest."""
+        alarm = self._alarm
+        if alarm is not None:
+            if alarm.when() <= when:
+                return
+            alarm.cancel()
+        self._alarm = self.loop.call_at(when, self._ring)
+
+    def _ring(self) -> None:
+        """The timer: end what is due by now, else set it again for what is due next."""
+        self._alarm = None
         if self.transport.is_closing():
             return
+        now = self.loop.time() + _EARLY
+        if self._idle_due is not None and self._idle_due <= now:
+            self._idle_due = None
+            if self._at_request_start():
+                self.transport.close()  # idle since its last answer: it ends without a word
+                return
+        if self._due is not None and self._due <= now:
+            self._expired()
+            return
+        later = [due for due in (self._due, self._idle_due) if due is not None]
+        if later:
+            self._ring_by(min(later))
+
+    def _expired(self) -> None:
         cycle = self.cycle
         answering = cycle is not None and not cycle.response_complete
         if self._waiting_for == "headers":
@@ -375,5 +433,5 @@ class DeadlineProtocol(HttpToolsProtocol):
             # The app may still be reading or writing: it sees a disconnect and sends nothing more.
             cycle.disconnected = True
             cycle.message_event.set()
-        self._waiting_for = None
+        self._waiting_for = self._due = None
         self.transport.close()
