@@ -58,6 +58,11 @@ def begin(rid: str) -> dict[str, Any]:
     return ctx
 
 
+def current() -> dict[str, Any] | None:
+    """The current request's log fields (what :func:`note` adds to), or None outside one."""
+    return _REQUEST.get()
+
+
 def note(**fields: Any) -> None:
     """Add fields to the current request's log line; nothing outside a request."""
     ctx = _REQUEST.get()

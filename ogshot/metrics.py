@@ -26,10 +26,9 @@ import resource
 import threading
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
-from contextvars import copy_context
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -49,8 +48,6 @@ from . import logs
 if TYPE_CHECKING:
     from .cache import Entry
 
-P = ParamSpec("P")
-R = TypeVar("R")
 
 #: Seconds between two samples of the state gauges in each process.
 SAMPLE_SECONDS = 2.0
@@ -221,6 +218,14 @@ class RequestFigures:
         if self._shared and not self._scheduled:
             self._schedule()
 
+    def spans_done(self, spans: list[tuple[str, float]]) -> None:
+        """:meth:`span_done` for several steps at once."""
+        with self._lock:
+            for name, seconds in spans:
+                _observe(self._spans, name, seconds)
+        if self._shared and not self._scheduled:
+            self._schedule()
+
     def cache_read(self, tier: str, kind: str, outcome: str) -> None:
         labels = (tier, kind, outcome)
         with self._lock:
@@ -328,20 +333,13 @@ def span(name: str) -> Iterator[None]:
         observe_span(name, time.perf_counter() - start)
 
 
-def queued(fn: Callable[P, R]) -> Callable[P, R]:
-    """``fn`` for an executor: the time it waits for a thread counts as the ``thread`` span, and
-    it runs in the caller's context (so its spans reach the caller's request log line)."""
-    submitted = time.perf_counter()
-    context = copy_context()
-
-    def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        def inner() -> R:
-            observe_span("thread", time.perf_counter() - submitted)
-            return fn(*args, **kwargs)
-
-        return context.run(inner)
-
-    return run
+def spans_done(spans: list[tuple[str, float]], ctx: dict[str, Any] | None) -> None:
+    """Steps of making a card, noted together: into their histograms (under one lock) and, when
+    the request's log fields are given, its line (what :func:`observe_span` does for one)."""
+    FIGURES.spans_done(spans)
+    if ctx is not None:
+        for name, seconds in spans:
+            ctx[name + "_ms"] = round(seconds * 1000, 2)
 
 
 # --- Sampled state --------------------------------------------------------------------------------

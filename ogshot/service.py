@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from cachetools import TTLCache
 from PIL import Image
@@ -561,7 +561,10 @@ class CardService:
                     wait = max(0.0, self._capture_wait - (time.monotonic() - started))
                 card, meta_fallback = await self._with_page_meta(card, wait)
                 fallback = fallback or meta_fallback
-            render = metrics.queued(self._render_tagged)  # times the wait for a render thread
+            # The render thread notes its spans itself, into this request's log line.
+            render = partial(
+                self._render_tagged, submitted=time.perf_counter(), ctx=logs.current()
+            )
             body, etag = await self._on_render_thread(render, card, capture)
         return self.result_for(self.new_entry(body, card.media_type, fallback, etag), "miss")
 
@@ -681,22 +684,41 @@ class CardService:
             log.warning("capture lookup failed for %s", card.url, exc_info=True)
             return False
 
-    def _render_tagged(self, card: Card, capture: Image.Image | None) -> tuple[bytes, str]:
-        # Hashed on the render thread: the event loop has other requests to answer meanwhile.
-        body = self._render(card, capture)
-        return body, etag_for(body)
+    def _render_tagged(
+        self,
+        card: Card,
+        capture: Image.Image | None,
+        *,
+        submitted: float,
+        ctx: dict[str, Any] | None,
+    ) -> tuple[bytes, str]:
+        """On a render thread: the card's bytes and ETag. The steps' spans (the wait for this
+        thread, the render, the encode) are noted together at the end, plain numbers until then:
+        the request's log fields are handed over, not its whole context."""
+        spans = [("thread", time.perf_counter() - submitted)]
+        body = self._render(card, capture, spans)
+        # Hashed here: the event loop has other requests to answer meanwhile.
+        etag = etag_for(body)
+        metrics.spans_done(spans, ctx)
+        return body, etag
 
-    def _render(self, card: Card, capture: Image.Image | None) -> bytes:
+    def _render(
+        self, card: Card, capture: Image.Image | None, spans: list[tuple[str, float]]
+    ) -> bytes:
+        """Render and encode, adding the ``render`` and ``encode`` spans to ``spans``."""
         self.renders += 1
+        began = time.perf_counter()
         if self._processes is not None:
             layout = self.layouts.get(card.template)
-            with metrics.span("render"):  # drawing and encoding, in a worker process
-                body = self._processes.render(card, layout, capture, self.fonts)
+            body = self._processes.render(card, layout, capture, self.fonts)
+            # Drawing and encoding, in a worker process: one span.
+            spans.append(("render", time.perf_counter() - began))
         else:
-            with metrics.span("render"):
-                image = render_card(card, self.layouts.get(card.template), self.fonts, capture)
-            with metrics.span("encode"):
-                body = encode(image, card.format, captured=capture is not None)
+            image = render_card(card, self.layouts.get(card.template), self.fonts, capture)
+            drawn = time.perf_counter()
+            body = encode(image, card.format, captured=capture is not None)
+            spans.append(("render", drawn - began))
+            spans.append(("encode", time.perf_counter() - drawn))
         if self.renders % RELEASE_EVERY == 0:
             # Worker processes or not, this process decodes captures and holds the cache.
             release_memory()

@@ -47,12 +47,14 @@ class SlowService(CardService):
         self.fallback: str | None = None
         self.attempts = 0
 
-    def _render(self, card: Card, capture: Image.Image | None) -> bytes:
+    def _render(
+        self, card: Card, capture: Image.Image | None, spans: list[tuple[str, float]]
+    ) -> bytes:
         self.attempts += 1
         time.sleep(self.delay)
         if self.fail:
             raise RuntimeError("render broke")
-        return super()._render(card, capture)
+        return super()._render(card, capture, spans)
 
     async def _make(self, key: str, card: Card) -> CardResult:
         result = await super()._make(key, card)

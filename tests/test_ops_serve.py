@@ -219,6 +219,7 @@ def test_json_logs_carry_request_fields_and_no_secret(
         assert line["card_key"].startswith("card:")
         assert line["cache"] == "miss" and line["duration_ms"] > 0
     assert made["capture_ms"] > 0 and made["render_ms"] > 0 and made["encode_ms"] > 0
+    assert made["thread_ms"] >= 0 and made["queue_ms"] >= 0  # the waits for a turn and a thread
     assert forged["status"] == 403 and "cache" not in forged
     # The capture failure's warning carries the id of the request it happened in.
     warnings = [line for line in lines if line["level"] == "warning"]
