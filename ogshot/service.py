@@ -502,7 +502,8 @@ class CardService:
             self._refresh_failed[key] = self.clock()
             return self.result_for(stale, "stale")
         await self.cache.set(key, result.entry)
-        return replace(result, source="miss")
+        # _make's result says "miss" already: then no copy is made to say it again.
+        return result if result.source == "miss" else replace(result, source="miss")
 
     async def _wait_for_other(self, key: str) -> Entry | None:
         """Wait, bounded, for the lease holder in another worker to store its result."""

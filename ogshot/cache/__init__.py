@@ -237,6 +237,11 @@ class TieredCache:
         self.tiers = list(tiers)
         self.locks: Locks = locks or NullLocks()
         self.memory = next((t for t in self.tiers if isinstance(t, MemoryCache)), None)
+        #: Whether entries live in this process's memory alone (or nowhere) and no other
+        #: process takes leases: then no tier below memory is worth a look and no lease a wait.
+        self.in_memory_only = isinstance(self.locks, NullLocks) and all(
+            t is self.memory for t in self.tiers
+        )
         self.backoff = backoff
         self._clock = clock
         self._down_until = [0.0] * len(self.tiers)
@@ -250,11 +255,6 @@ class TieredCache:
             self._lock_slot = len(self._down_until)
             self._down_until.append(0.0)
 
-    @property
-    def in_memory_only(self) -> bool:
-        """Whether entries live in this process's memory alone (or nowhere) and no other
-        process takes leases: then no tier below memory is worth a look and no lease a wait."""
-        return isinstance(self.locks, NullLocks) and all(t is self.memory for t in self.tiers)
 
     def peek(self, key: str) -> Entry | None:
         """The memory tier alone, synchronously: the hot path asks nothing slower."""
