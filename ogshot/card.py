@@ -15,7 +15,14 @@ from typing import Any, Literal
 # The current Unicode character database: Python's own is the one it was released with (14.0 for
 # 3.11), which knows no emoji from 15.0 on and would take them for unassigned code points.
 import unicodedata2 as unicodedata
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .errors import InvalidParameter
 from .weburl import MAX_URL, display_host, parse_page_url
@@ -63,6 +70,9 @@ _TEMPLATE_NAME = re.compile(rf"^[a-z0-9][a-z0-9_-]{{0,{MAX_TEMPLATE - 1}}}$")
 _ACCENT = re.compile(r"^#[0-9a-fA-F]{6}$")
 _SPACE = re.compile(r"\s+")
 
+#: The longest each text field may be once cleaned.
+_TEXT_LIMITS = {"title": MAX_TITLE, "subtitle": MAX_SUBTITLE, "site": MAX_SITE}
+
 CARD_FIELDS = ("title", "subtitle", "site", "url", "template", "theme", "accent", "format", "v")
 
 
@@ -105,28 +115,15 @@ class Card(BaseModel):
 
     @field_validator("title", "subtitle", "site", mode="before")
     @classmethod
-    def _clean(cls, value: Any) -> Any:
-        return clean_text(value) if isinstance(value, str) else value
-
-    @field_validator("title")
-    @classmethod
-    def _title_len(cls, value: str) -> str:
-        if len(value) > MAX_TITLE:
-            raise ValueError(f"must be at most {MAX_TITLE} characters")
-        return value
-
-    @field_validator("subtitle")
-    @classmethod
-    def _subtitle_len(cls, value: str) -> str:
-        if len(value) > MAX_SUBTITLE:
-            raise ValueError(f"must be at most {MAX_SUBTITLE} characters")
-        return value
-
-    @field_validator("site")
-    @classmethod
-    def _site_len(cls, value: str) -> str:
-        if len(value) > MAX_SITE:
-            raise ValueError(f"must be at most {MAX_SITE} characters")
+    def _text(cls, value: Any, info: ValidationInfo) -> Any:
+        """Cleaned (:func:`clean_text`), then held to its limit: one call per field, as a cold
+        card waits for each."""
+        if not isinstance(value, str):
+            return value  # the type check that follows refuses it
+        value = clean_text(value)
+        limit = _TEXT_LIMITS[str(info.field_name)]
+        if len(value) > limit:
+            raise ValueError(f"must be at most {limit} characters")
         return value
 
     @field_validator("url")

@@ -553,7 +553,7 @@ class CardService:
         async with self.admission.slot():  # 429 over the client's budget, 503 when full
             metrics.observe_span("queue", time.perf_counter() - waited)
             started = time.monotonic()
-            capture, fallback = await self._capture_for(card)
+            capture, fallback = await self._capture_for(card) if card.url else (None, None)
             if card.url and not card.title:
                 # After the capture: the local browser has read the page's metadata while there.
                 # What is left of the card deadline bounds this wait too.
