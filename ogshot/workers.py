@@ -1,4 +1,5 @@
-"""Where cards render: the memory they render in, and optional worker processes.
+"""Where cards render: the memory they render in, the render threads (:class:`RenderThreads`)
+and optional worker processes.
 
 A card's render and encode allocate a few full-size buffers (3 MB each). glibc serves buffers
 that large with fresh ``mmap`` pages and gives them back on ``free``, so every card paid about
