@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import hashlib
 import json
 import logging
@@ -18,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from cachetools import TTLCache
 from PIL import Image
@@ -562,10 +563,7 @@ class CardService:
                     wait = max(0.0, self._capture_wait - (time.monotonic() - started))
                 card, meta_fallback = await self._with_page_meta(card, wait)
                 fallback = fallback or meta_fallback
-            # The render thread notes its spans itself, into this request's log line.
-            render = partial(
-                self._render_tagged, submitted=time.perf_counter(), ctx=logs.current()
-            )
+            render = partial(self._render_tagged, submitted=time.perf_counter())
             body, etag = await self._on_render_thread(render, card, capture)
         return self.result_for(self.new_entry(body, card.media_type, fallback, etag), "miss")
 
@@ -587,12 +585,15 @@ class CardService:
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[bytes, str]] = loop.create_future()
+        # The render runs in the request's context: what it logs carries the request's id, and
+        # its spans reach the request's log line.
+        context = contextvars.copy_context()
 
         def run() -> None:
             if future.cancelled():  # its wait was given up before a thread took it
                 return
             try:
-                made = render(card, capture)
+                made = context.run(render, card, capture)
             except BaseException as exc:  # handed over, as run_in_executor would
                 outcome: tuple[Callable[..., None], object] = (_fail, exc)
             else:
@@ -686,40 +687,39 @@ class CardService:
             return False
 
     def _render_tagged(
-        self,
-        card: Card,
-        capture: Image.Image | None,
-        *,
-        submitted: float,
-        ctx: dict[str, Any] | None,
+        self, card: Card, capture: Image.Image | None, *, submitted: float
     ) -> tuple[bytes, str]:
         """On a render thread: the card's bytes and ETag. The steps' spans (the wait for this
-        thread, the render, the encode) are noted together at the end, plain numbers until then:
-        the request's log fields are handed over, not its whole context."""
+        thread, the render, the encode) are plain numbers until they are noted together at the
+        end, failed steps included."""
         spans = [("thread", time.perf_counter() - submitted)]
-        body = self._render(card, capture, spans)
-        # Hashed here: the event loop has other requests to answer meanwhile.
-        etag = etag_for(body)
-        metrics.spans_done(spans, ctx)
-        return body, etag
+        try:
+            body = self._render(card, capture, spans)
+            # Hashed here: the event loop has other requests to answer meanwhile.
+            return body, etag_for(body)
+        finally:
+            metrics.spans_done(spans, logs.current())
 
     def _render(
         self, card: Card, capture: Image.Image | None, spans: list[tuple[str, float]]
     ) -> bytes:
-        """Render and encode, adding the ``render`` and ``encode`` spans to ``spans``."""
+        """Render and encode, adding the ``render`` and ``encode`` spans to ``spans`` (the
+        step that failed included)."""
         self.renders += 1
-        began = time.perf_counter()
-        if self._processes is not None:
-            layout = self.layouts.get(card.template)
-            body = self._processes.render(card, layout, capture, self.fonts)
-            # Drawing and encoding, in a worker process: one span.
-            spans.append(("render", time.perf_counter() - began))
-        else:
-            image = render_card(card, self.layouts.get(card.template), self.fonts, capture)
-            drawn = time.perf_counter()
-            body = encode(image, card.format, captured=capture is not None)
-            spans.append(("render", drawn - began))
-            spans.append(("encode", time.perf_counter() - drawn))
+        step, began = "render", time.perf_counter()
+        try:
+            if self._processes is not None:
+                # Drawing and encoding, in a worker process: one span.
+                layout = self.layouts.get(card.template)
+                body = self._processes.render(card, layout, capture, self.fonts)
+            else:
+                image = render_card(card, self.layouts.get(card.template), self.fonts, capture)
+                drawn = time.perf_counter()
+                spans.append((step, drawn - began))
+                step, began = "encode", drawn
+                body = encode(image, card.format, captured=capture is not None)
+        finally:
+            spans.append((step, time.perf_counter() - began))
         if self.renders % RELEASE_EVERY == 0:
             # Worker processes or not, this process decodes captures and holds the cache.
             release_memory()

@@ -178,15 +178,19 @@ class RenderThreads(Executor):
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._closed = True
-        if cancel_futures:
-            while True:
+        try:
+            while cancel_futures:
                 try:
                     pending = self._queue.get_nowait()
                 except Empty:
                     break
                 if pending is not None:
-                    pending[1]()
-        self._finalizer()  # each thread ends once the call it is running returns
+                    try:
+                        pending[1]()
+                    except Exception:  # one failed cancel leaves the others to run
+                        log.exception("cancelling a queued render failed")
+        finally:
+            self._finalizer()  # each thread ends once the call it is running returns
         if wait:
             for thread in self._started:
                 thread.join()

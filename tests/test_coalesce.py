@@ -639,3 +639,47 @@ def test_a_render_and_its_wait_are_cancelled_together(
 
     assert asyncio.run(run()) == (True, True)
     assert ran == ["busy", "busy"]
+
+
+def test_what_a_render_logs_carries_its_requests_id_and_its_spans_reach_the_line(
+    layouts: LayoutRegistry, fonts: FontSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The render runs on a thread, in the context of the request it is made for: a warning it
+    logs (a character no font has) names that request, and the spans it times are on the
+    request's log line, a render that fails included."""
+    from ogshot import logs
+
+    seen: list[tuple[str, Any]] = []
+
+    class Grab(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append((record.getMessage(), getattr(record, "request_id", None)))
+
+    handler = Grab()
+    handler.addFilter(logs.RequestId())
+    logger = logging.getLogger("ogshot")
+    logger.addHandler(handler)
+    svc = CardService(make_settings(), layouts=layouts, fonts=fonts)
+
+    def broken_encode(*args: Any, **kwargs: Any) -> bytes:
+        raise RuntimeError("encode broke")
+
+    async def run() -> tuple[dict[str, Any], dict[str, Any]]:
+        made = logs.begin("req-made")
+        await svc.card(Card(title="A glyph no font has: \U0001e900"))
+        monkeypatch.setattr(service_module, "encode", broken_encode)
+        failed = logs.begin("req-failed")
+        with pytest.raises(RuntimeError):
+            await svc.card(Card(title="A render that breaks"))
+        return made, failed
+
+    try:
+        made, failed = asyncio.run(run())
+    finally:
+        logger.removeHandler(handler)
+        asyncio.run(svc.aclose())
+    warnings = [rid for message, rid in seen if "drawn as boxes" in message]
+    assert warnings and set(warnings) == {"req-made"}
+    assert made["thread_ms"] >= 0 and made["render_ms"] > 0 and made["encode_ms"] > 0
+    # The step that failed is timed too.
+    assert failed["thread_ms"] >= 0 and failed["render_ms"] > 0 and "encode_ms" in failed

@@ -341,3 +341,25 @@ def test_render_threads_left_unclosed_end_with_their_pool() -> None:
 
 def _threads_named(prefix: str) -> int:
     return sum(1 for t in threading.enumerate() if t.name.startswith(prefix + "_") and t.is_alive())
+
+
+def test_render_threads_shut_down_whole_when_a_cancel_fails() -> None:
+    """A queued render's cancel fails once its event loop has closed: the others queued behind
+    it are still cancelled, and the threads still end."""
+    pool = RenderThreads(1, name="closing")
+    gate = threading.Event()
+    pool.call(lambda: gate.wait(10), lambda: None)  # holds the one thread
+    log: list[str] = []
+
+    def loop_closed() -> None:
+        raise RuntimeError("Event loop is closed")
+
+    pool.call(lambda: log.append("ran 1"), loop_closed)
+    pool.call(lambda: log.append("ran 2"), lambda: log.append("cancelled 2"))
+    pool.shutdown(wait=False, cancel_futures=True)
+    gate.set()
+    for thread in threading.enumerate():
+        if thread.name.startswith("closing_"):
+            thread.join(timeout=10)
+    assert log == ["cancelled 2"]
+    assert _threads_named("closing") == 0
