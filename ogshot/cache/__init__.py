@@ -255,7 +255,6 @@ class TieredCache:
             self._lock_slot = len(self._down_until)
             self._down_until.append(0.0)
 
-
     def peek(self, key: str) -> Entry | None:
         """The memory tier alone, synchronously: the hot path asks nothing slower."""
         return self.memory.peek(key) if self.memory is not None else None
