@@ -22,7 +22,7 @@ from ogshot.api import create_app
 from ogshot.cache.redis_tier import RedisCache
 from ogshot.card import Card, parse_card
 from ogshot.errors import OgshotError
-from ogshot.fonts import FontSet
+from ogshot.fonts import FontSet, search_path
 from ogshot.layouts import LayoutRegistry
 from ogshot.service import CardResult, CardService
 from ogshot.settings import Settings
@@ -642,7 +642,7 @@ def test_a_render_and_its_wait_are_cancelled_together(
 
 
 def test_what_a_render_logs_carries_its_requests_id_and_its_spans_reach_the_line(
-    layouts: LayoutRegistry, fonts: FontSet, monkeypatch: pytest.MonkeyPatch
+    layouts: LayoutRegistry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The render runs on a thread, in the context of the request it is made for: a warning it
     logs (a character no font has) names that request, and the spans it times are on the
@@ -659,7 +659,9 @@ def test_what_a_render_logs_carries_its_requests_id_and_its_spans_reach_the_line
     handler.addFilter(logs.RequestId())
     logger = logging.getLogger("ogshot")
     logger.addHandler(handler)
-    svc = CardService(make_settings(), layouts=layouts, fonts=fonts)
+    # A font set of its own: the shared one warns once per set of characters, maybe already.
+    own_fonts = FontSet.from_dirs(search_path())
+    svc = CardService(make_settings(), layouts=layouts, fonts=own_fonts)
 
     def broken_encode(*args: Any, **kwargs: Any) -> bytes:
         raise RuntimeError("encode broke")

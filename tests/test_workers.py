@@ -347,8 +347,14 @@ def test_render_threads_shut_down_whole_when_a_cancel_fails() -> None:
     """A queued render's cancel fails once its event loop has closed: the others queued behind
     it are still cancelled, and the threads still end."""
     pool = RenderThreads(1, name="closing")
-    gate = threading.Event()
-    pool.call(lambda: gate.wait(10), lambda: None)  # holds the one thread
+    taken, gate = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        taken.set()
+        gate.wait(10)
+
+    pool.call(hold, lambda: None)
+    assert taken.wait(10)  # the one thread is busy: what follows stays queued
     log: list[str] = []
 
     def loop_closed() -> None:
