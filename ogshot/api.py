@@ -65,6 +65,18 @@ def error_response(
     )
 
 
+def error_of(exc: OgshotError) -> JSONResponse:
+    """The answer to one of ogshot's own errors."""
+    return error_response(exc.status, exc.code, exc.detail, exc.headers())
+
+
+def unexpected_error(path: str) -> JSONResponse:
+    """The answer to a fault nobody expected, logged with its traceback (call it from the
+    ``except`` block that caught it)."""
+    log.exception("unexpected error on %s", path)
+    return error_response(500, "internal", "an unexpected error occurred")
+
+
 class QueryLimit:
     """Refuse over-long query strings before any parsing happens."""
 
@@ -75,7 +87,7 @@ class QueryLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and len(scope.get("query_string", b"")) > self.max_bytes:
             exc = UriTooLong(f"the query string is longer than {self.max_bytes} bytes")
-            await error_response(exc.status, exc.code, exc.detail)(scope, receive, send)
+            await error_of(exc)(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
@@ -173,7 +185,7 @@ def pacer_for(app: FastAPI, svc: CardService, rule: ClientRule, pause: float) ->
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OgshotError)
     async def ogshot_error(request: Request, exc: OgshotError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.detail, exc.headers())
+        return error_of(exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -198,8 +210,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error on %s", request.url.path)
-        return error_response(500, "internal", "an unexpected error occurred")
+        return unexpected_error(request.url.path)
 
 
 def _install_routes(app: FastAPI) -> None:
@@ -404,11 +415,10 @@ class CardHits:
         try:
             return _card_reply_raw(scope, await card_for_query(self.state, query))
         except OgshotError as exc:
-            return _reply_of(error_response(exc.status, exc.code, exc.detail, exc.headers()))
+            return _reply_of(error_of(exc))
         except Exception:
             # As the app's own handler of the unexpected answers it (_install_error_handlers).
-            log.exception("unexpected error on %s", scope["path"])
-            return _reply_of(error_response(500, "internal", "an unexpected error occurred"))
+            return _reply_of(unexpected_error(scope["path"]))
 
 
 def _reply_of(response: Response) -> Reply:

@@ -136,9 +136,7 @@ class Front:
                 if message["type"] == "http.response.start":
                     status = message["status"]
                     headers = message.get("headers", [])
-                    for name, value in headers:
-                        if name == b"x-ogshot-cache":
-                            cache = value.decode("latin-1")
+                    cache = _cache_of(headers)
                     # A new list: the app may hand over header lists it keeps and reuses.
                     message = {**message, "headers": [*headers, *extra]}
                 elif head and message["type"] == "http.response.body":
