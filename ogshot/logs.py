@@ -70,12 +70,6 @@ def note(**fields: Any) -> None:
         ctx.update(fields)
 
 
-def note_span(name: str, seconds: float) -> None:
-    ctx = _REQUEST.get()
-    if ctx is not None:
-        ctx[f"{name}_ms"] = round(seconds * 1000, 2)
-
-
 class RequestId(logging.Filter):
     """Gives every record written during a request that request's id."""
 

@@ -211,15 +211,8 @@ class RequestFigures:
         if self._shared and not self._scheduled:
             self._schedule()
 
-    def span_done(self, name: str, seconds: float) -> None:
-        """A step of making a card took this long (render threads add these too)."""
-        with self._lock:
-            _observe(self._spans, name, seconds)
-        if self._shared and not self._scheduled:
-            self._schedule()
-
     def spans_done(self, spans: list[tuple[str, float]]) -> None:
-        """:meth:`span_done` for several steps at once."""
+        """Steps of making a card took these times (render threads add these too)."""
         with self._lock:
             for name, seconds in spans:
                 _observe(self._spans, name, seconds)
@@ -319,8 +312,7 @@ def capture_error(reason: str) -> None:
 
 def observe_span(name: str, seconds: float) -> None:
     """A step of making a card took this long: into its histogram and the request's log line."""
-    FIGURES.span_done(name, seconds)
-    logs.note_span(name, seconds)
+    spans_done([(name, seconds)], logs.current())
 
 
 @contextlib.contextmanager
@@ -335,7 +327,7 @@ def span(name: str) -> Iterator[None]:
 
 def spans_done(spans: list[tuple[str, float]], ctx: dict[str, Any] | None) -> None:
     """Steps of making a card, noted together: into their histograms (under one lock) and, when
-    the request's log fields are given, its line (what :func:`observe_span` does for one)."""
+    the request's log fields are given, its line."""
     FIGURES.spans_done(spans)
     if ctx is not None:
         for name, seconds in spans:
