@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -402,19 +402,14 @@ class CardService:
             result = await self._produce(key, card, stale)
         except asyncio.CancelledError:
             self._land(key)
-            for waiter in waiters:
-                waiter.cancel()
+            _hand(waiters, None)
             raise
         except Exception as exc:
             self._land(key)
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_exception(exc)
+            _hand(waiters, exc)
             raise
         self._land(key)
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(result)
+        _hand(waiters, result)
         return result
 
     def _land(self, key: str) -> None:
@@ -445,17 +440,12 @@ class CardService:
         # Every waiter _fly did not settle is settled here, from the task's own outcome: the
         # task cancelled before it began (so _fly never ran), or ended by an exception beyond
         # Exception that _fly lets through.
-        waiters = [w for w in self._waiters.pop(task, ()) if not w.done()]
+        waiters = self._waiters.pop(task, ())
         if task.cancelled():
-            for waiter in waiters:
-                waiter.cancel()
+            _hand(waiters, None)
             return
         exc = task.exception()  # retrieved here: every waiter got it, or none is left
-        for waiter in waiters:
-            if exc is not None:
-                waiter.set_exception(exc)
-            else:
-                waiter.set_result(task.result())
+        _hand(waiters, exc if exc is not None else task.result())
 
     async def _produce(self, key: str, card: Card, stale: Entry | None) -> CardResult:
         if stale is None and not self.cache.in_memory_only:
@@ -724,6 +714,22 @@ class CardService:
             # Worker processes or not, this process decodes captures and holds the cache.
             release_memory()
         return body
+
+
+def _hand(
+    waiters: Iterable[asyncio.Future[CardResult]], outcome: CardResult | BaseException | None
+) -> None:
+    """Settle every waiter not settled yet: with the card, with the exception, or (None)
+    cancelled."""
+    for waiter in waiters:
+        if waiter.done():
+            continue
+        if outcome is None:
+            waiter.cancel()
+        elif isinstance(outcome, BaseException):
+            waiter.set_exception(outcome)
+        else:
+            waiter.set_result(outcome)
 
 
 def _succeed(future: asyncio.Future[T], value: T) -> None:
