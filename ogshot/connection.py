@@ -247,14 +247,10 @@ class DeadlineProtocol(HttpToolsProtocol):
         self._whole_pieces = not self._ended_in_piece
 
     def on_headers_complete(self) -> None:
-        size = len(self.url) + 16
-        hosts = 0
-        for name, value in self.headers:
-            size += len(name) + len(value) + 4
-            hosts += name == b"host"
-        if size > self.max_head:  # a head that came in whole reads is counted here
+        if self._head_size() > self.max_head:  # a head that came in whole reads is counted here
             self._rejection = _HEAD_TOO_LARGE_REPLY
             raise _Rejected  # stops the parser
+        hosts = sum(name == b"host" for name, _ in self.headers)
         if hosts != 1 and self.parser.get_http_version() == "1.1":
             raise _Rejected  # HTTP/1.1 asks for exactly one Host (RFC 9112, section 3.2)
         self._phase = _BODY
