@@ -23,7 +23,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from contextvars import ContextVar, Token
 
 from limits import RateLimitItem, parse
@@ -313,14 +313,6 @@ class Gate:
                 turn.set_result(None)  # in_flight unchanged: the turn changes hands
                 return
         self.in_flight -= 1
-
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        await self.acquire()
-        try:
-            yield
-        finally:
-            self.release()
 
 
 class _Slot:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -127,6 +128,16 @@ def test_coalesced_request_is_not_refused_on_another_clients_budget(
         asyncio.run(service.aclose())
 
 
+@contextlib.asynccontextmanager
+async def _turn(gate: Gate) -> AsyncIterator[None]:
+    """A turn of the gate, held for the block (as Admission's slot holds one)."""
+    await gate.acquire()
+    try:
+        yield
+    finally:
+        gate.release()
+
+
 def test_gate_admits_limit_queues_queue_and_refuses_the_rest_at_once() -> None:
     async def scene() -> None:
         gate = Gate(limit=2, queue=1)
@@ -134,7 +145,7 @@ def test_gate_admits_limit_queues_queue_and_refuses_the_rest_at_once() -> None:
         entered: list[int] = []
 
         async def holder(i: int) -> None:
-            async with gate.slot():
+            async with _turn(gate):
                 entered.append(i)
                 await release.wait()
 
@@ -142,7 +153,7 @@ def test_gate_admits_limit_queues_queue_and_refuses_the_rest_at_once() -> None:
         await asyncio.sleep(0.01)
         assert (gate.in_flight, gate.queued, entered) == (2, 1, [0, 1])
         with pytest.raises(Overloaded) as err:
-            async with gate.slot():
+            async with _turn(gate):
                 pass
         assert err.value.retry_after == 1
         release.set()
@@ -158,7 +169,7 @@ def test_gate_counts_survive_cancelled_waiters() -> None:
         hold = asyncio.Event()
 
         async def holder() -> None:
-            async with gate.slot():
+            async with _turn(gate):
                 await hold.wait()
 
         first = asyncio.create_task(holder())
