@@ -202,20 +202,13 @@ def measure(n: int = 100, modules: str | None = None) -> dict[str, Any]:
     out["ogshot_http"] = summary(samples[0]) | {"bytes": sizes_seen[0]}
     out["ogshot_in_process"] = summary(in_process_times) | {"bytes": sizes_seen[1]}
     # The overhead: median of the per-round differences, each pair taken back to back.
-    diffs = [h - r for h, r in zip(samples[0], in_process_times, strict=True)]
-    out["overhead_ms"] = statistics.median(diffs) * 1000
+    out["overhead_ms"] = _above_ms(samples[0], in_process_times)
     out["floor_http"] = summary(samples[2]) | {"bytes": sizes_seen[2]}
     # Like for like: each server's time above the render it did itself for that request (the
     # floor sends it back; ogshot serve logs its render and encode spans on the request's line).
-    out["floor_overhead_ms"] = (
-        statistics.median(h - r for h, r in zip(samples[2], floor_render[warm:], strict=True))
-        * 1000
-    )
+    out["floor_overhead_ms"] = _above_ms(samples[2], floor_render[warm:])
     if len(served) == total:
-        out["served_overhead_ms"] = (
-            statistics.median(h - r for h, r in zip(samples[0], served[warm:], strict=True))
-            * 1000
-        )
+        out["served_overhead_ms"] = _above_ms(samples[0], served[warm:])
         out["own_path_ms"] = out["served_overhead_ms"] - out["floor_overhead_ms"]
     if node is None:
         out["vercel_og"] = {"skipped": skipped}
@@ -226,10 +219,13 @@ def measure(n: int = 100, modules: str | None = None) -> dict[str, Any]:
     out["ratio_in_process"] = (
         out["vercel_og_in_process"]["median_ms"] / out["ogshot_in_process"]["median_ms"]
     )
-    out["vercel_og_overhead_ms"] = (
-        statistics.median(h - r for h, r in zip(samples[3], peer_render[warm:], strict=True)) * 1000
-    )
+    out["vercel_og_overhead_ms"] = _above_ms(samples[3], peer_render[warm:])
     return out
+
+
+def _above_ms(over_http: list[float], renders: list[float]) -> float:
+    """Median, in ms, of each request's time over HTTP above the render paired with it."""
+    return statistics.median(h - r for h, r in zip(over_http, renders, strict=True)) * 1000
 
 
 _SPAN = re.compile(r" (render|encode)_ms=([0-9.]+)")
